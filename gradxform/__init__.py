@@ -1,0 +1,36 @@
+"""gradxform: composable gradient transformations for JAX.
+
+``import gradxform as gx`` gives every public name: ``gx.adam``, ``gx.chain``,
+``gx.hyperparams``, ``gx.describe``, ... Each subpackage re-exports what it defines.
+"""
+
+from gradxform._factory import (
+    HyperparamsState as HyperparamsState,
+    hyperparams as hyperparams,
+    set_hyperparams as set_hyperparams,
+    transformation as transformation,
+)
+from gradxform.combinators import (
+    BranchState as BranchState,
+    StageError as StageError,
+    branch as branch,
+    chain as chain,
+    identity as identity,
+    named as named,
+    ratio as ratio,
+)
+from gradxform.core import (
+    EmptyState as EmptyState,
+    GradientTransformation as GradientTransformation,
+    Schedule as Schedule,
+    apply_updates as apply_updates,
+)
+from gradxform.inspect import describe as describe
+from gradxform.optimizers import *  # noqa: F401,F403
+from gradxform.primitives import *  # noqa: F401,F403
+from gradxform.schedules import *  # noqa: F401,F403
+from gradxform.wrappers import *  # noqa: F401,F403
+from gradxform.distributed import *  # noqa: F401,F403
+from gradxform import schedules as schedules
+
+__version__ = "0.1.0"

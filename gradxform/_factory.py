@@ -1,0 +1,362 @@
+"""Public factories, and hyperparameters kept as data in the optimizer state.
+
+Every public transformation is made by a function decorated with `transformation`, which
+declares its scalar hyperparameters and their allowed ranges. The decorator
+
+1. validates those hyperparameters eagerly, naming the argument and value;
+2. records a `Spec` (name, arguments, the composition it expands to) for ``describe`` and
+   configs, and registers the name for ``from_config``;
+3. when the user calls the factory directly (not from inside another factory), keeps the
+   hyperparameters in the state as float32 scalars. Each ``update`` rebuilds the
+   composition, inside the trace, from the values in the state. Changing them between steps
+   is then a change of data, not of code, and the compiled step is reused.
+
+A hyperparameter given as a schedule is evaluated at the stage's own step count; the
+schedule's numeric arguments (a `Schedule`'s ``dynamic`` fields) are kept in the state too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradxform.core import (
+    HYPERPARAM_DTYPE,
+    GradientTransformation,
+    Interval,
+    Schedule,
+    Spec,
+    call_update,
+    cast_like,
+    check_hyperparam,
+    is_schedule,
+    is_tracer,
+    new_count,
+    path_str,
+    safe_increment,
+)
+
+REGISTRY: dict[str, Callable[..., Any]] = {}
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def _nested():
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
+
+
+def _is_nested() -> bool:
+    return getattr(_local, "depth", 0) > 0
+
+
+class HyperparamsState(NamedTuple):
+    """State of a transformation whose hyperparameters are data.
+
+    Attributes:
+      count: int32 scalar, updates applied so far (saturating); schedules are evaluated at it.
+      hyperparams: float32 scalars by name: the values used by the latest update (before the
+        first update: the values the first update will use).
+      schedule_args: for each schedule-valued hyperparameter, its numeric arguments
+        (float32 scalars) by name.
+      inner_state: the state of the composition itself.
+    """
+
+    count: jax.Array
+    hyperparams: dict[str, jax.Array]
+    schedule_args: dict[str, dict[str, jax.Array]]
+    inner_state: Any
+
+
+def _f32(x: Any) -> jax.Array:
+    return jnp.asarray(x, dtype=HYPERPARAM_DTYPE)
+
+
+def transformation(
+    hyperparams: Mapping[str, Interval] | None = None,
+    *,
+    name: str | None = None,
+) -> Callable[[Callable[..., GradientTransformation]], Callable[..., GradientTransformation]]:
+    """Declares a public transformation factory and its scalar hyperparameters.
+
+    Args:
+      hyperparams: the factory's arguments that are scalar hyperparameters, each with its
+        allowed `Interval`. Such an argument may be a number, a schedule or ``None``
+        (``None`` means "off" and is structural, not data).
+      name: the public name, if not the function's.
+
+    Returns:
+      A decorator. The decorated factory returns a `GradientTransformation` with a `Spec`.
+
+    Inside a factory, hyperparameters may be tracers: compute with them using ``jnp``,
+    never branch on their values in Python.
+    """
+    declared = dict(hyperparams or {})
+
+    def decorate(factory: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
+        public_name = name or factory.__name__
+        sig = inspect.signature(factory)
+        missing = set(declared) - set(sig.parameters)
+        if missing:
+            raise TypeError(f"{public_name}: declared hyperparameters {sorted(missing)} are not arguments")
+
+        def build(arguments: dict[str, Any]) -> GradientTransformation:
+            bound = inspect.BoundArguments(sig, arguments)  # type: ignore[arg-type]
+            with _nested():
+                return factory(*bound.args, **bound.kwargs)
+
+        @functools.wraps(factory)
+        def public(*args: Any, **kwargs: Any) -> GradientTransformation:
+            try:
+                bound = sig.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{public_name}(): {e}") from None
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            for arg, allowed in declared.items():
+                check_hyperparam(public_name, arg, arguments[arg], allowed)
+            dynamic = [
+                a for a in declared if arguments[a] is not None and not is_tracer(arguments[a])
+            ]
+            if _is_nested() or not dynamic:
+                body = build(arguments)
+                spec = Spec(public_name, arguments, _body_of(body), tuple(dynamic))
+                return GradientTransformation(body.init, body.update, spec)
+            return _inject(public_name, arguments, dynamic, build)
+
+        public.__gradxform_hyperparams__ = tuple(declared)  # type: ignore[attr-defined]
+        REGISTRY[public_name] = public
+        return public
+
+    return decorate
+
+
+def _body_of(tx: GradientTransformation) -> GradientTransformation | None:
+    """The composition a factory returned, or None for a leaf made from two functions."""
+    return tx if getattr(tx, "spec", None) is not None else None
+
+
+def _inject(
+    public_name: str,
+    arguments: dict[str, Any],
+    dynamic: list[str],
+    build: Callable[[dict[str, Any]], GradientTransformation],
+) -> GradientTransformation:
+    schedules = {a: arguments[a] for a in dynamic if is_schedule(arguments[a])}
+    constants = {a: arguments[a] for a in dynamic if a not in schedules}
+
+    def schedule_args() -> dict[str, dict[str, jax.Array]]:
+        return {
+            a: {k: _f32(v) for k, v in s.dynamic_args().items()}
+            for a, s in schedules.items()
+            if isinstance(s, Schedule)
+        }
+
+    def current_values(count, hyper, sched_args) -> dict[str, jax.Array]:
+        values = {a: hyper[a] for a in constants}
+        for a, s in schedules.items():
+            if isinstance(s, Schedule) and sched_args.get(a):
+                s = s.replace(**sched_args[a])
+            values[a] = _f32(s(count))
+        return values
+
+    # Built once eagerly: validates the whole composition and gives the state's structure.
+    initial = {a: _f32(arguments[a](0)) if a in schedules else arguments[a] for a in dynamic}
+    eager = build({**arguments, **initial})
+
+    def init(params):
+        count = new_count()
+        sargs = schedule_args()
+        hyper = current_values(count, {a: _f32(v) for a, v in constants.items()}, sargs)
+        return HyperparamsState(count, hyper, sargs, eager.init(params))
+
+    def update(updates, state, params=None, **extra):
+        if not isinstance(state, HyperparamsState):
+            raise ValueError(
+                f"{public_name}.update() was given a state of type {type(state).__name__}; "
+                f"expected the HyperparamsState returned by {public_name}.init()."
+            )
+        values = current_values(state.count, state.hyperparams, state.schedule_args)
+        inner = build({**arguments, **values})
+        new_updates, inner_state = call_update(inner, updates, state.inner_state, params, extra)
+        new_updates = cast_like(new_updates, updates)
+        return new_updates, HyperparamsState(
+            safe_increment(state.count), values, state.schedule_args, inner_state
+        )
+
+    spec = Spec(public_name, arguments, _body_of(eager), tuple(dynamic))
+    return GradientTransformation(init, update, spec)
+
+
+# --------------------------------------------------------------------------- reading and writing
+
+
+def _collect(state: Any) -> list[tuple[tuple[str, ...], HyperparamsState]]:
+    """Every HyperparamsState inside ``state`` with its path (dict keys, indices, fields)."""
+    found: list[tuple[tuple[str, ...], HyperparamsState]] = []
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, HyperparamsState):
+            found.append((path, node))
+            walk(node.inner_state, path)
+        elif isinstance(node, tuple) and hasattr(node, "_fields"):
+            for f in node._fields:
+                walk(getattr(node, f), path + (f,))
+        elif isinstance(node, (tuple, list)):
+            for i, child in enumerate(node):
+                walk(child, path + (str(i),))
+        elif isinstance(node, Mapping):
+            for k, child in node.items():
+                walk(child, path + (str(k),))
+
+    walk(state, ())
+    return found
+
+
+_GENERIC = {"inner_state", "inner", "state"}
+
+
+def _keys(found: list[tuple[tuple[str, ...], HyperparamsState]], with_schedule_args: bool):
+    """Maps each hyperparameter to its short name, or to ``path/name`` where ambiguous."""
+    entries = []
+    for path, st in found:
+        prefix = "/".join(p for p in path if p not in _GENERIC)
+        for n in st.hyperparams:
+            entries.append((prefix, n, path, st, None))
+        if with_schedule_args:
+            for n, args in st.schedule_args.items():
+                for k in args:
+                    entries.append((prefix, f"{n}.{k}", path, st, (n, k)))
+    counts: dict[str, int] = {}
+    for _, n, *_ in entries:
+        counts[n] = counts.get(n, 0) + 1
+    keyed = {}
+    for prefix, n, path, st, sched in entries:
+        full = f"{prefix}/{n}" if prefix else n
+        keyed[n if counts[n] == 1 else full] = (full, path, n, sched)
+    return keyed
+
+
+def hyperparams(state: Any, *, schedule_args: bool = False) -> dict[str, jax.Array]:
+    """Reads the current hyperparameters of an optimizer from its state.
+
+    Args:
+      state: the state of any transformation, however nested (a chain, a wrapper, a Flax
+        ``TrainState.opt_state``).
+      schedule_args: also list the numeric arguments of schedule-valued hyperparameters, as
+        ``"learning_rate.peak_value"``.
+
+    Returns:
+      A dict from name to float32 scalar. A name that occurs in several stages is qualified
+      by the stage's path (``"decay/learning_rate"``). For a hyperparameter that follows a
+      schedule, the value is the one used by the latest update (before any update, by the
+      first).
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> state = gx.adam(1e-3).init(jnp.zeros(3))
+      >>> float(gx.hyperparams(state)["b1"])
+      0.8999999761581543
+    """
+    out = {}
+    for key, (_, path, n, sched) in _keys(_collect(state), schedule_args).items():
+        st = _find(state, path)
+        out[key] = st.schedule_args[sched[0]][sched[1]] if sched else st.hyperparams[n]
+    return out
+
+
+def _find(state: Any, path: tuple[str, ...]) -> HyperparamsState:
+    for path_i, st in _collect(state):
+        if path_i == path:
+            return st
+    raise KeyError(path)
+
+
+def set_hyperparams(state: Any, **values: Any) -> Any:
+    """Returns ``state`` with some hyperparameters changed; the compiled step is reused.
+
+    Args:
+      state: an optimizer state.
+      **values: new values by the names `hyperparams` uses (qualified names such as
+        ``decay/learning_rate`` go through ``**{"decay/learning_rate": 0.1}``). A
+        schedule's argument is set as ``**{"learning_rate.peak_value": 0.1}``.
+
+    Returns:
+      A new state of the same structure and dtypes, so a jitted step does not recompile.
+
+    Raises:
+      KeyError: for an unknown or ambiguous name, listing the available ones.
+      ValueError: for a value that is not a finite real scalar, or for a hyperparameter
+        that follows a schedule (set the schedule's arguments instead).
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> state = gx.sgd(0.1).init(jnp.zeros(3))
+      >>> state = gx.set_hyperparams(state, learning_rate=0.01)
+      >>> round(float(gx.hyperparams(state)["learning_rate"]), 6)
+      0.01
+    """
+    found = _collect(state)
+    keyed = _keys(found, True)
+    by_full = {full: v for v in keyed.values() for full in [v[0]]}
+    changes: dict[tuple[str, ...], dict[str, Any]] = {}
+    for key, value in values.items():
+        entry = keyed.get(key) or by_full.get(key)
+        if entry is None:
+            raise KeyError(
+                f"No hyperparameter named {key!r} in this state. Available: {sorted(keyed)}."
+            )
+        full, path, n, sched = entry
+        st = _find(state, path)
+        if sched is None and n in st.schedule_args or (sched is None and _follows_schedule(st, n)):
+            raise ValueError(
+                f"{full} follows a schedule; set its arguments instead: "
+                f"{sorted(k for k in keyed if k.startswith(n + '.'))}."
+            )
+        arr = jnp.asarray(value)
+        if arr.shape != () or not jnp.issubdtype(arr.dtype, jnp.number) or jnp.iscomplexobj(arr):
+            raise ValueError(f"{full} must be a real scalar, got {value!r}.")
+        if not is_tracer(arr) and not bool(jnp.isfinite(arr)):
+            raise ValueError(f"{full} must be finite, got {value!r}.")
+        changes.setdefault(path, {})[f"{sched[0]}.{sched[1]}" if sched else n] = _f32(arr)
+    return _replace(state, changes)
+
+
+def _follows_schedule(st: HyperparamsState, name: str) -> bool:
+    return name in st.schedule_args
+
+
+def _replace(node: Any, changes: dict[tuple[str, ...], dict[str, Any]], path: tuple[str, ...] = ()) -> Any:
+    if isinstance(node, HyperparamsState):
+        inner = _replace(node.inner_state, changes, path)
+        mine = changes.get(path, {})
+        hyper = dict(node.hyperparams)
+        sargs = {k: dict(v) for k, v in node.schedule_args.items()}
+        for key, value in mine.items():
+            if "." in key:
+                a, k = key.split(".", 1)
+                sargs[a][k] = value
+            else:
+                hyper[key] = value
+        return HyperparamsState(node.count, hyper, sargs, inner)
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+        return type(node)(*(_replace(getattr(node, f), changes, path + (f,)) for f in node._fields))
+    if isinstance(node, (tuple, list)):
+        return type(node)(_replace(c, changes, path + (str(i),)) for i, c in enumerate(node))
+    if isinstance(node, Mapping):
+        return type(node)({k: _replace(c, changes, path + (str(k),)) for k, c in node.items()})
+    return node
+
+
+__all__ = ["transformation", "HyperparamsState", "hyperparams", "set_hyperparams", "REGISTRY", "path_str"]

@@ -1,0 +1,208 @@
+"""Combinators: transformations built from other transformations.
+
+- `chain`: stages in sequence.
+- `branch`: two compositions see the same input; their outputs are combined elementwise.
+  `ratio` (numerator over denominator) is the case Adam needs.
+- `named`: gives a stage a name, which appears in ``describe`` and in hyperparameter paths.
+
+Extra keyword arguments given to ``update`` (``value=loss``, ...) flow through every
+combinator to the stages that accept them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._factory import transformation
+from gradxform.core import EmptyState, GradientTransformation, call_update, is_transformation
+
+
+def _check_stage(owner: str, label: str, tx: Any) -> None:
+    if not is_transformation(tx):
+        raise TypeError(
+            f"{owner}: {label} must be a gradient transformation (an (init, update) pair such as "
+            f"gx.adam(1e-3) or an Optax transformation), got {type(tx).__name__}: {tx!r}."
+        )
+
+
+def _stage_name(tx: Any) -> str:
+    spec = getattr(tx, "spec", None)
+    return spec.name if spec is not None else type(tx).__name__
+
+
+class StageError(ValueError):
+    """A stage of a composition failed; the message names the stage."""
+
+
+@transformation()
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Applies transformations in sequence: each stage's output is the next one's input.
+
+    Args:
+      *transforms: the stages, gradxform or Optax transformations.
+
+    Returns:
+      A transformation whose state is the tuple of the stages' states.
+
+    Raises:
+      TypeError: if a stage is not a transformation (naming its index).
+      StageError: at ``update``, if the state does not have one entry per stage, or a stage
+        fails; the message names the stage by index and name.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.chain(gx.clip(1.0), gx.scale(-0.5))
+      >>> tx.update(jnp.array([4.0, -0.2]), tx.init(jnp.zeros(2)))[0].tolist()
+      [-0.5, 0.10000000149011612]
+    """
+    for i, t in enumerate(transforms):
+        _check_stage("chain", f"stage {i}", t)
+
+    def init(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update(updates, state, params=None, **extra):
+        if not isinstance(state, tuple) or len(state) != len(transforms):
+            got = f"{len(state)} entries" if isinstance(state, tuple) else type(state).__name__
+            raise StageError(
+                f"chain has {len(transforms)} stages but its state has {got}; was this state "
+                "made by another optimizer's init()?"
+            )
+        new_state = []
+        for i, (t, s) in enumerate(zip(transforms, state)):
+            try:
+                updates, s = call_update(t, updates, s, params, extra)
+            except StageError:
+                raise
+            except (ValueError, TypeError) as e:
+                raise StageError(f"chain stage {i} ({_stage_name(t)}): {e}") from e
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+COMBINE: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "divide": lambda a, b: a / b,
+    "multiply": lambda a, b: a * b,
+    "add": lambda a, b: a + b,
+    "subtract": lambda a, b: a - b,
+}
+
+
+class BranchState(NamedTuple):
+    """State of `branch`: the two sides' states."""
+
+    left: Any
+    right: Any
+
+
+@transformation()
+def branch(
+    left: GradientTransformation, right: GradientTransformation, combine: str = "add"
+) -> GradientTransformation:
+    """Feeds the same input to two compositions and combines their outputs elementwise.
+
+    Args:
+      left: the first composition.
+      right: the second composition.
+      combine: ``"add"``, ``"subtract"``, ``"multiply"`` or ``"divide"`` (left op right).
+
+    Returns:
+      A transformation whose state is ``BranchState(left, right)``.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.branch(gx.scale(2.0), gx.scale(3.0), combine="multiply")
+      >>> tx.update(jnp.array([1.0, 2.0]), tx.init(jnp.zeros(2)))[0].tolist()
+      [6.0, 24.0]
+    """
+    _check_stage("branch", "left", left)
+    _check_stage("branch", "right", right)
+    if combine not in COMBINE:
+        raise ValueError(f"branch: combine must be one of {sorted(COMBINE)}, got combine={combine!r}.")
+    op = COMBINE[combine]
+
+    def init(params):
+        return BranchState(left.init(params), right.init(params))
+
+    def update(updates, state, params=None, **extra):
+        a, sa = call_update(left, updates, state.left, params, extra)
+        b, sb = call_update(right, updates, state.right, params, extra)
+        out = jax.tree.map(lambda x, y, g: op(x, y).astype(jnp.result_type(g)), a, b, updates)
+        return out, BranchState(sa, sb)
+
+    return GradientTransformation(init, update)
+
+
+@transformation()
+def ratio(numerator: GradientTransformation, denominator: GradientTransformation) -> GradientTransformation:
+    """Divides one composition's output by another's, both fed the same input.
+
+    This is how adaptive methods are written: Adam is the first moment over the root of the
+    second (see `gradxform.adam`).
+
+    Args:
+      numerator: composition whose output is divided.
+      denominator: composition it is divided by.
+
+    Returns:
+      ``branch(numerator, denominator, combine="divide")``.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.ratio(gx.identity(), gx.chain(gx.square(), gx.sqrt()))  # g / |g|
+      >>> tx.update(jnp.array([-3.0, 2.0]), tx.init(jnp.zeros(2)))[0].tolist()
+      [-1.0, 1.0]
+    """
+    return branch(numerator, denominator, combine="divide")
+
+
+@transformation()
+def named(name: str, inner: GradientTransformation) -> GradientTransformation:
+    """Gives a stage a name, shown by ``describe`` and used in hyperparameter paths.
+
+    Args:
+      name: a non-empty string.
+      inner: the named transformation.
+
+    Returns:
+      A transformation whose state is ``{name: inner_state}``.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.chain(gx.named("head", gx.sgd(0.1)), gx.named("body", gx.sgd(0.2)))
+      >>> sorted(gx.hyperparams(tx.init(jnp.zeros(2))))
+      ['body/learning_rate', 'head/learning_rate']
+    """
+    if not isinstance(name, str) or not name or "/" in name or "." in name:
+        raise ValueError(f"named: name must be a non-empty string without '/' or '.', got name={name!r}.")
+    _check_stage("named", "inner", inner)
+
+    def init(params):
+        return {name: inner.init(params)}
+
+    def update(updates, state, params=None, **extra):
+        updates, s = call_update(inner, updates, state[name], params, extra)
+        return updates, {name: s}
+
+    return GradientTransformation(init, update)
+
+
+@transformation()
+def identity() -> GradientTransformation:
+    """Passes updates through unchanged (keeps no state).
+
+    Returns:
+      The identity transformation.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.identity().update(jnp.ones(1), gx.EmptyState())[0].tolist()
+      [1.0]
+    """
+    return GradientTransformation(lambda params: EmptyState(), lambda u, s, p=None, **extra: (u, s))

@@ -1,0 +1,411 @@
+"""The transformation protocol, tree helpers and input validation.
+
+A gradient transformation is a pair of pure functions::
+
+    init(params) -> state
+    update(updates, state, params=None, **extra) -> (updates, state)
+
+`GradientTransformation` is a named tuple of those two functions, so it is accepted
+wherever Optax's is (``optax.chain`` unpacks it, Flax stores it), and it also carries a
+`Spec`: the public name it was built by, its arguments, and the composition it expands to.
+Everything the library knows about itself (``describe``, configs, notebook diagrams) is
+read from that spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PyTree = Any
+Params = PyTree
+Updates = PyTree
+State = PyTree
+InitFn = Callable[[Params], State]
+UpdateFn = Callable[..., tuple[Updates, State]]
+
+COUNT_DTYPE = jnp.int32
+HYPERPARAM_DTYPE = jnp.float32
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What a transformation is: the public factory that built it and how.
+
+    Attributes:
+      name: the public name of the factory (``"adam"``, ``"chain"``, ...).
+      args: every argument of the call, defaults included, in signature order.
+      body: the transformation the factory expanded to, when it is a composition
+        (``adam`` expands to a ``chain``); ``None`` for a leaf primitive.
+      hyperparams: names of the arguments that are hyperparameters (data in the state).
+    """
+
+    name: str
+    args: Mapping[str, Any]
+    body: GradientTransformation | None = None
+    hyperparams: tuple[str, ...] = ()
+
+    def children(self) -> list[tuple[str, GradientTransformation]]:
+        """Transformations given as arguments (a chain's stages, a wrapper's inner)."""
+        out: list[tuple[str, GradientTransformation]] = []
+        for key, value in self.args.items():
+            if is_transformation(value):
+                out.append((key, value))
+            elif isinstance(value, (tuple, list)):
+                out.extend((f"{i}", v) for i, v in enumerate(value) if is_transformation(v))
+            elif isinstance(value, Mapping):
+                out.extend((f"{k}", v) for k, v in value.items() if is_transformation(v))
+        return out
+
+
+class _InitUpdate(NamedTuple):
+    init: InitFn
+    update: UpdateFn
+
+
+class GradientTransformation(_InitUpdate):
+    """A pair ``(init, update)`` of pure functions, plus a description of itself.
+
+    It unpacks and indexes like Optax's ``GradientTransformation`` so that either library
+    accepts the other's transformations. ``spec`` is ``None`` for a transformation made by
+    hand from two functions.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.GradientTransformation(lambda p: (), lambda u, s, p=None: (u, s))
+      >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0].tolist()
+      [1.0, 1.0]
+    """
+
+    spec: Spec | None
+
+    def __new__(cls, init: InitFn, update: UpdateFn, spec: Spec | None = None):
+        self = super().__new__(cls, init, update)
+        self.spec = spec
+        return self
+
+    def __repr__(self) -> str:
+        if self.spec is None:
+            return "GradientTransformation(<custom>)"
+        from gradxform.inspect import describe
+
+        return describe(self)
+
+    def _repr_html_(self) -> str:
+        from gradxform.inspect import to_html
+
+        return to_html(self)
+
+
+class EmptyState(NamedTuple):
+    """The state of a transformation that keeps none."""
+
+
+def is_transformation(value: Any) -> bool:
+    """Whether ``value`` looks like a gradient transformation (ours or Optax's)."""
+    return (
+        isinstance(value, tuple)
+        and hasattr(value, "init")
+        and hasattr(value, "update")
+        and callable(value.init)
+        and callable(value.update)
+    )
+
+
+_EXTRA_OK: dict[int, bool] = {}
+
+
+def call_update(
+    tx: GradientTransformation,
+    updates: Updates,
+    state: State,
+    params: Params | None,
+    extra: Mapping[str, Any],
+) -> tuple[Updates, State]:
+    """Calls ``tx.update``, passing extra keyword arguments only if it accepts them.
+
+    Our transformations take ``**extra`` and ignore what they do not use; a foreign one
+    (a plain Optax transformation) may not, and then gets none.
+    """
+    if not extra:
+        return tx.update(updates, state, params)
+    key = id(tx.update)
+    accepts = _EXTRA_OK.get(key)
+    if accepts is None:
+        try:
+            sig = inspect.signature(tx.update)
+            accepts = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        except (TypeError, ValueError):
+            accepts = False
+        _EXTRA_OK[key] = accepts
+    if accepts:
+        return tx.update(updates, state, params, **extra)
+    return tx.update(updates, state, params)
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """Adds ``updates`` to ``params``, keeping each parameter's dtype.
+
+    Args:
+      params: the parameters, any pytree of arrays.
+      updates: a pytree of the same structure (as returned by a transformation).
+
+    Returns:
+      ``params + updates``, leaf by leaf, cast back to each parameter's dtype. ``None``
+      leaves in ``updates`` leave the parameter unchanged.
+
+    Raises:
+      ValueError: if the two trees differ, naming the differing paths.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.apply_updates({"w": jnp.ones(2)}, {"w": jnp.full(2, -0.5)})["w"].tolist()
+      [0.5, 0.5]
+    """
+    check_same_tree(updates, params, "updates", "params", allow_none=True)
+    return jax.tree.map(
+        lambda p, u: p if u is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
+        params,
+        updates,
+        is_leaf=lambda x: x is None,
+    )
+
+
+# --------------------------------------------------------------------------- tree helpers
+
+
+def path_str(path: tuple[Any, ...]) -> str:
+    """Renders a JAX key path as ``a/b/0`` (the form used in every error message)."""
+    parts = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts) or "<root>"
+
+
+def tree_paths(tree: PyTree, is_leaf: Callable[[Any], bool] | None = None) -> list[str]:
+    """The leaf paths of ``tree`` as strings, in flattening order."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
+    return [path_str(p) for p, _ in leaves]
+
+
+def _describe_tree_difference(a: PyTree, b: PyTree, is_leaf) -> str:
+    pa, pb = set(tree_paths(a, is_leaf)), set(tree_paths(b, is_leaf))
+    only_a, only_b = sorted(pa - pb), sorted(pb - pa)
+    lines = []
+    if only_a:
+        lines.append("  only in the first:  " + ", ".join(only_a[:10]) + (" ..." if len(only_a) > 10 else ""))
+    if only_b:
+        lines.append("  only in the second: " + ", ".join(only_b[:10]) + (" ..." if len(only_b) > 10 else ""))
+    if not lines:
+        lines.append(f"  same paths, different containers: {jax.tree.structure(a)} vs {jax.tree.structure(b)}")
+    return "\n".join(lines)
+
+
+def check_same_tree(
+    tree: PyTree, reference: PyTree, what: str, reference_what: str, *, allow_none: bool = False, shapes: bool = True
+) -> None:
+    """Raises a readable ``ValueError`` if two trees differ in structure or leaf shapes.
+
+    Runs at trace time only (structure and shapes are static), so it costs nothing in a
+    compiled step.
+    """
+    is_leaf = (lambda x: x is None) if allow_none else None
+    ta = jax.tree.structure(tree, is_leaf=is_leaf)
+    tb = jax.tree.structure(reference, is_leaf=is_leaf)
+    if ta != tb:
+        if allow_none and jax.tree.structure(tree) == jax.tree.structure(reference):
+            return
+        raise ValueError(
+            f"The {what} do not have the tree structure of the {reference_what}.\n"
+            f"{_describe_tree_difference(tree, reference, is_leaf)}\n"
+            "An optimizer's state is built by init(params) for one parameter tree; give update() "
+            "gradients of that same tree (or call init again for the new tree)."
+        )
+    if not shapes:
+        return
+    la, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
+    lb = jax.tree.leaves(reference, is_leaf=is_leaf)
+    for (path, x), y in zip(la, lb):
+        if x is None or y is None:
+            continue
+        if jnp.shape(x) != jnp.shape(y):
+            raise ValueError(
+                f"Parameter '{path_str(path)}' has shape {jnp.shape(x)} in the {what} but "
+                f"{jnp.shape(y)} in the {reference_what}."
+            )
+
+
+def tree_zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
+    """Zeros shaped like each leaf, in ``dtype`` (default: the leaf's), keeping shardings.
+
+    Works on abstract values (``jax.eval_shape``) and keeps each concrete array's sharding,
+    so a sharded model never gathers its optimizer state onto one device.
+    """
+
+    def zeros(x):
+        dt = jnp.asarray(x).dtype if dtype is None and not hasattr(x, "dtype") else (dtype or x.dtype)
+        sharding = getattr(x, "sharding", None)
+        if sharding is not None and not isinstance(x, jax.core.Tracer):
+            return jnp.zeros(jnp.shape(x), dt, device=sharding)
+        return jnp.zeros(jnp.shape(x), dt)
+
+    return jax.tree.map(zeros, tree)
+
+
+def tree_full_like(tree: PyTree, value: float, dtype: Any = None) -> PyTree:
+    """Like `tree_zeros_like`, filled with ``value``."""
+    return jax.tree.map(lambda z: z + jnp.asarray(value, z.dtype), tree_zeros_like(tree, dtype))
+
+
+def state_dtype(dtype: Any, like: jax.Array) -> Any:
+    """The dtype a state leaf is kept in: ``dtype`` if given, else the parameter's."""
+    return jnp.dtype(dtype) if dtype is not None else jnp.asarray(like).dtype if not hasattr(like, "dtype") else like.dtype
+
+
+def cast_like(tree: PyTree, reference: PyTree) -> PyTree:
+    """Casts each leaf of ``tree`` to the dtype of the matching leaf of ``reference``."""
+    return jax.tree.map(
+        lambda x, r: x if x is None else x.astype(r.dtype) if x.dtype != r.dtype else x,
+        tree,
+        reference,
+        is_leaf=lambda x: x is None,
+    )
+
+
+def safe_increment(count: jax.Array) -> jax.Array:
+    """``count + 1``, saturating at the dtype's maximum instead of wrapping around."""
+    top = jnp.iinfo(count.dtype).max
+    return jnp.where(count < top, count + 1, top).astype(count.dtype)
+
+
+def new_count() -> jax.Array:
+    """A fresh step counter (int32 zero)."""
+    return jnp.zeros([], COUNT_DTYPE)
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+    """``|x|**2``, real even for complex ``x``."""
+    if jnp.iscomplexobj(x):
+        return jnp.real(x * jnp.conj(x))
+    return x * x
+
+
+def is_tracer(value: Any) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+class Schedule:
+    """Base class of schedules whose arguments are data.
+
+    A schedule is any function ``count -> value``. Subclasses of `Schedule` are frozen
+    dataclasses that also name, in ``dynamic``, the numeric fields that may change between
+    steps without recompiling: the optimizer keeps those in its state.
+    """
+
+    dynamic: tuple[str, ...] = ()
+
+    def __call__(self, count: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def dynamic_args(self) -> dict[str, Any]:
+        """The current values of the fields named in ``dynamic``."""
+        return {name: getattr(self, name) for name in self.dynamic}
+
+    def replace(self, **changes: Any) -> Schedule:
+        """A copy with some fields changed (used with traced values inside a step)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def is_schedule(value: Any) -> bool:
+    """Whether ``value`` is used as a schedule (a callable that is not a transformation)."""
+    return callable(value) and not is_transformation(value) and not isinstance(value, type)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """An allowed range for a scalar hyperparameter, for validation and error messages."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_closed: bool = True
+    high_closed: bool = True
+
+    def contains(self, x: float) -> bool:
+        if math.isnan(x):
+            return False
+        lo = x >= self.low if self.low_closed else x > self.low
+        hi = x <= self.high if self.high_closed else x < self.high
+        return lo and hi
+
+    def __str__(self) -> str:
+        if self.high == math.inf and self.low == -math.inf:
+            return "a finite number"
+        if self.high == math.inf:
+            return f"{'>=' if self.low_closed else '>'} {self.low:g}"
+        if self.low == -math.inf:
+            return f"{'<=' if self.high_closed else '<'} {self.high:g}"
+        left = "[" if self.low_closed else "("
+        right = "]" if self.high_closed else ")"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+REAL = Interval()
+NON_NEGATIVE = Interval(0.0)
+POSITIVE = Interval(0.0, low_closed=False)
+UNIT = Interval(0.0, 1.0, True, False)  # [0, 1): decay rates such as Adam's b1 and b2
+UNIT_CLOSED = Interval(0.0, 1.0)  # [0, 1]
+
+
+def check_hyperparam(owner: str, name: str, value: Any, allowed: Interval) -> None:
+    """Validates a scalar hyperparameter eagerly; tracers and schedules pass through.
+
+    Raises:
+      ValueError: naming ``owner``'s argument ``name``, its value and what is allowed.
+    """
+    if value is None or is_tracer(value) or is_schedule(value):
+        return
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
+        raise ValueError(
+            f"{owner}: {name} must be a number or a schedule, got {type(value).__name__} {name}={value!r}."
+        )
+    try:
+        x = float(np.asarray(value))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{owner}: {name} must be a scalar number or a schedule, got {type(value).__name__} {name}={value!r}."
+        ) from None
+    if not allowed.contains(x):
+        raise ValueError(f"{owner}: {name} must be {allowed}, got {name}={value!r}.")
+
+
+def check_choice(owner: str, name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{owner}: {name} must be one of {choices}, got {name}={value!r}.")
+
+
+def check_positive_int(owner: str, name: str, value: Any, minimum: int = 1) -> None:
+    """Raises ``ValueError`` unless ``value`` is an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {name}={value!r}.")

@@ -1,0 +1,3 @@
+"""(populated by its issue)"""
+
+__all__: list[str] = []

@@ -1,0 +1,32 @@
+"""Optimizers: short compositions of primitives and combinators, one module per family."""
+
+from gradxform.optimizers.adam import (
+    adam as adam,
+    adamax as adamax,
+    adamaxw as adamaxw,
+    adamw as adamw,
+    amsgrad as amsgrad,
+    nadam as nadam,
+    nadamw as nadamw,
+    scale_by_adam as scale_by_adam,
+    scale_by_adamax as scale_by_adamax,
+)
+from gradxform.optimizers.rmsprop import (
+    adadelta as adadelta,
+    adagrad as adagrad,
+    rmsprop as rmsprop,
+    scale_by_adadelta as scale_by_adadelta,
+    scale_by_rms as scale_by_rms,
+    scale_by_rss as scale_by_rss,
+    scale_by_stddev as scale_by_stddev,
+)
+from gradxform.optimizers.sgd import (
+    interpolate_momentum as interpolate_momentum,
+    lion as lion,
+    scale_by_lion as scale_by_lion,
+    sgd as sgd,
+    sign_sgd as sign_sgd,
+    signum as signum,
+)
+
+__all__ = [n for n in dir() if not n.startswith("_")]

@@ -1,0 +1,153 @@
+"""Stateless elementwise primitives: scale, learning rate, square, root, shift, sign, abs.
+
+Each keeps no state and maps every leaf of the update tree. The mathematics of the
+optimizers that use them is documented on the optimizers (see `gradxform.optimizers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._factory import transformation
+from gradxform.core import NON_NEGATIVE, REAL, EmptyState, GradientTransformation, abs_sq
+
+
+def elementwise(fn: Callable[[jax.Array], jax.Array]) -> GradientTransformation:
+    """A stateless transformation applying ``fn`` to every leaf of the updates.
+
+    Args:
+      fn: maps one array to an array of the same shape.
+
+    Returns:
+      A `GradientTransformation` with `EmptyState`.
+    """
+
+    def update(updates, state, params=None, **extra):
+        return jax.tree.map(fn, updates), state
+
+    return GradientTransformation(lambda params: EmptyState(), update)
+
+
+@transformation({"step_size": REAL})
+def scale(step_size: float) -> GradientTransformation:
+    """Multiplies updates by ``step_size``.
+
+    Args:
+      step_size: the factor (a number, or a schedule when called directly).
+
+    Returns:
+      A stateless transformation.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.scale(-2.0).update(jnp.ones(2), gx.EmptyState())[0].tolist()
+      [-2.0, -2.0]
+    """
+    return elementwise(lambda g: g * jnp.asarray(step_size).astype(jnp.real(g).dtype))
+
+
+@transformation({"learning_rate": NON_NEGATIVE})
+def scale_by_learning_rate(learning_rate: float, *, flip_sign: bool = True) -> GradientTransformation:
+    """Multiplies updates by the learning rate, negated for descent (as Optax does).
+
+    Args:
+      learning_rate: a number >= 0, or a schedule of the step count.
+      flip_sign: multiply by ``-learning_rate`` (descent) rather than ``learning_rate``.
+
+    Returns:
+      A stateless transformation (the schedule's step count lives in the state that keeps
+      the hyperparameters).
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.scale_by_learning_rate(0.5)
+      >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0].tolist()
+      [-0.5, -0.5]
+    """
+    sign = -1.0 if flip_sign else 1.0
+    return elementwise(lambda g: g * (sign * jnp.asarray(learning_rate)).astype(jnp.real(g).dtype))
+
+
+@transformation()
+def square() -> GradientTransformation:
+    """Replaces each update by its squared magnitude ``|g|**2`` (real for complex ``g``).
+
+    Returns:
+      A stateless transformation.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.square().update(jnp.array([-3.0]), gx.EmptyState())[0].tolist()
+      [9.0]
+    """
+    return elementwise(abs_sq)
+
+
+@transformation()
+def sqrt() -> GradientTransformation:
+    """Replaces each update by its square root.
+
+    Returns:
+      A stateless transformation.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.sqrt().update(jnp.array([9.0]), gx.EmptyState())[0].tolist()
+      [3.0]
+    """
+    return elementwise(jnp.sqrt)
+
+
+@transformation({"value": REAL})
+def add(value: float) -> GradientTransformation:
+    """Adds a constant to every update (the ``eps`` of adaptive methods).
+
+    Args:
+      value: the constant.
+
+    Returns:
+      A stateless transformation.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.add(0.5).update(jnp.array([1.0]), gx.EmptyState())[0].tolist()
+      [1.5]
+    """
+    return elementwise(lambda g: g + jnp.asarray(value).astype(jnp.real(g).dtype))
+
+
+@transformation()
+def scale_by_sign() -> GradientTransformation:
+    """Replaces each update by its sign (signSGD; Bernstein et al., 2018).
+
+    Returns:
+      A stateless transformation.
+
+    References:
+      Bernstein, Wang, Azizzadenesheli & Anandkumar, "signSGD: Compressed Optimisation for
+      Non-Convex Problems", 2018. https://arxiv.org/abs/1802.04434
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.scale_by_sign().update(jnp.array([-3.0, 0.0, 2.0]), gx.EmptyState())[0].tolist()
+      [-1.0, 0.0, 1.0]
+    """
+    return elementwise(jnp.sign)
+
+
+@transformation()
+def absolute() -> GradientTransformation:
+    """Replaces each update by its magnitude ``|g|`` (Adamax's infinity norm uses it).
+
+    Returns:
+      A stateless transformation.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.absolute().update(jnp.array([-3.0]), gx.EmptyState())[0].tolist()
+      [3.0]
+    """
+    return elementwise(jnp.abs)
