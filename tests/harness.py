@@ -68,7 +68,8 @@ def run(
     every step runs eagerly, op by op.
     """
     params = mixed_params() if params is None else params
-    grad = grad_fn(loss)
+    # The gradient is always compiled: "eager" means the optimizer runs op by op.
+    grad = jax.jit(grad_fn(loss))
     extra = extra or {}
 
     def step(carry, _):
