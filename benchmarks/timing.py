@@ -1,0 +1,69 @@
+"""Interleaved timing: candidates run step by step in turn, so load on the machine hits all
+of them alike, and the median of many steps is robust to it."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+
+
+def jitted_step(tx: Any, apply_updates: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    """A jitted optimizer step ``(params, state, grads) -> (params, state)`` that donates the
+    parameters and the state (updated in place) but not the gradients (reused every step)."""
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return apply_updates(params, updates), state
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+class Candidate:
+    """One thing to time: a step function and the buffers it carries from step to step.
+
+    ``run()`` performs one step and blocks until its results are ready.
+    """
+
+    def __init__(self, name: str, step: Callable[..., Any], carry: tuple[Any, ...], *args: Any):
+        self.name, self.step, self.carry, self.args = name, step, carry, args
+        self.times: list[float] = []
+        t0 = time.perf_counter()
+        self.carry = jax.block_until_ready(self.step(*self.carry, *self.args))
+        self.compile_s = time.perf_counter() - t0
+
+    def run(self) -> float:
+        t0 = time.perf_counter()
+        self.carry = jax.block_until_ready(self.step(*self.carry, *self.args))
+        dt = time.perf_counter() - t0
+        self.times.append(dt)
+        return dt
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times)
+
+
+def interleave(candidates: Sequence[Candidate], steps: int, warmup: int = 3, budget_s: float | None = None) -> None:
+    """Runs every candidate ``steps`` times, one step each in turn (after ``warmup`` rounds);
+    stops early once ``budget_s`` seconds have been spent (at least 5 rounds)."""
+    for _ in range(warmup):
+        for c in candidates:
+            c.run()
+    for c in candidates:
+        c.times.clear()
+    start = time.perf_counter()
+    for i in range(steps):
+        order = candidates if i % 2 == 0 else list(reversed(candidates))
+        for c in order:
+            c.run()
+        if budget_s is not None and i >= 4 and time.perf_counter() - start > budget_s:
+            break
+
+
+def paired_ratio(a: Candidate, b: Candidate) -> float:
+    """Median over rounds of ``a``'s step time over ``b``'s in the same round."""
+    return statistics.median(x / y for x, y in zip(a.times, b.times))
