@@ -19,6 +19,13 @@ from gradxform.combinators import (
     named as named,
     ratio as ratio,
 )
+from gradxform.config import (
+    ConfigError as ConfigError,
+    from_config as from_config,
+    load_yaml as load_yaml,
+    save_yaml as save_yaml,
+    to_config as to_config,
+)
 from gradxform.core import (
     EmptyState as EmptyState,
     GradientTransformation as GradientTransformation,

@@ -1,0 +1,105 @@
+"""Orbax checkpoints of a training run, with the optimizer's config saved beside them.
+
+Each checkpoint ``<dir>/<step>/`` holds the parameters, the optimizer state (its leaves, in
+flattening order: the tree structure is rebuilt from the optimizer's own ``init``), the
+training history and the optimizer's config; ``<dir>/optimizer.yaml`` is the same config
+in YAML, for people. Resuming checks that the config in the file being resumed from
+matches the one being run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from gradxform.config import ConfigError, save_yaml
+
+
+def _leaves_dict(tree: Any) -> dict[str, Any]:
+    return {f"{i:05d}": leaf for i, leaf in enumerate(jax.tree.leaves(tree))}
+
+
+class Checkpoints:
+    """Saves and restores ``(step, params, opt_state, history)`` with Orbax.
+
+    Args:
+      directory: the checkpoint folder (created if needed).
+      optimizer_config: the run's `gradxform.to_config` result, stored with each checkpoint.
+      max_to_keep: how many recent checkpoints to keep.
+
+    Example:
+      >>> from gradxform.job.checkpoint import Checkpoints  # doctest: +SKIP
+      >>> ckpt = Checkpoints("runs/x/checkpoints", {"name": "sgd", "args": {}})  # doctest: +SKIP
+    """
+
+    def __init__(self, directory: str | os.PathLike, optimizer_config: dict[str, Any], max_to_keep: int = 2):
+        import orbax.checkpoint as ocp
+
+        logging.getLogger("absl").setLevel(logging.ERROR)
+        self._ocp = ocp
+        self.directory = Path(directory).absolute()
+        self.optimizer_config = optimizer_config
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        )
+
+    def save(self, step: int, params: Any, opt_state: Any, history: dict[str, list[float]]) -> None:
+        """Writes checkpoint ``step`` (asynchronously; `close` waits for it).
+
+        Args:
+          step: steps completed.
+          params: the parameters.
+          opt_state: the optimizer state.
+          history: the curves so far (plain lists of floats).
+        """
+        ocp = self._ocp
+        state = {"params": params, "opt_state": _leaves_dict(opt_state), "step": np.asarray(step, np.int64)}
+        meta = {"history": history, "optimizer": self.optimizer_config}
+        self.manager.save(
+            step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True
+        )
+        save_yaml(self.optimizer_config, self.directory / "optimizer.yaml")
+
+    def latest_step(self) -> int | None:
+        """The step of the newest checkpoint, or ``None`` if there is none."""
+        return self.manager.latest_step()
+
+    def restore(self, params: Any, opt_state: Any) -> tuple[int, Any, Any, dict[str, list[float]]]:
+        """Restores the newest checkpoint into trees shaped like ``params`` and ``opt_state``.
+
+        Args:
+          params: freshly initialised parameters (their structure, shapes and dtypes).
+          opt_state: the optimizer's ``init(params)`` (the same).
+
+        Returns:
+          ``(step, params, opt_state, history)``.
+
+        Raises:
+          ConfigError: if there is no checkpoint, or it was made with another optimizer.
+        """
+        ocp = self._ocp
+        step = self.latest_step()
+        if step is None:
+            raise ConfigError("--resume", f"no checkpoint to resume from in {self.directory}.")
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if meta["optimizer"] != self.optimizer_config:
+            raise ConfigError(
+                "--resume",
+                f"the checkpoint in {self.directory} was made with a different optimizer "
+                f"({self.directory / 'optimizer.yaml'}); resume with that config or use another --out.",
+            )
+        target = {"params": params, "opt_state": _leaves_dict(opt_state), "step": np.asarray(0, np.int64)}
+        state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+        leaves = [state["opt_state"][k] for k in sorted(state["opt_state"])]
+        opt_state = jax.tree.unflatten(jax.tree.structure(opt_state), leaves)
+        return int(state["step"]), state["params"], opt_state, meta["history"]
+
+    def close(self) -> None:
+        """Waits for pending saves and releases the manager."""
+        self.manager.wait_until_finished()
+        self.manager.close()
