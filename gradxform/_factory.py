@@ -157,10 +157,11 @@ def _inject(
     constants = {a: arguments[a] for a in dynamic if a not in schedules}
 
     def schedule_args() -> dict[str, dict[str, jax.Array]]:
+        # Every schedule gets an entry (empty for a plain function), which is how the
+        # state records that this hyperparameter follows a schedule.
         return {
-            a: {k: _f32(v) for k, v in s.dynamic_args().items()}
+            a: {k: _f32(v) for k, v in s.dynamic_args().items()} if isinstance(s, Schedule) else {}
             for a, s in schedules.items()
-            if isinstance(s, Schedule)
         }
 
     def current_values(count, hyper, sched_args) -> dict[str, jax.Array]:
@@ -174,6 +175,7 @@ def _inject(
     # Built once eagerly: validates the whole composition and gives the state's structure.
     initial = {a: _f32(arguments[a](0)) if a in schedules else arguments[a] for a in dynamic}
     eager = build({**arguments, **initial})
+    eager_hyper = tuple(dynamic)
 
     def init(params):
         count = new_count()
@@ -186,6 +188,11 @@ def _inject(
             raise ValueError(
                 f"{public_name}.update() was given a state of type {type(state).__name__}; "
                 f"expected the HyperparamsState returned by {public_name}.init()."
+            )
+        if set(state.hyperparams) != set(eager_hyper) or set(state.schedule_args) != set(schedules):
+            raise ValueError(
+                f"{public_name}.update() was given the state of another optimizer: it holds "
+                f"hyperparameters {sorted(state.hyperparams)}, {public_name} has {sorted(eager_hyper)}."
             )
         values = current_values(state.count, state.hyperparams, state.schedule_args)
         inner = build({**arguments, **values})
@@ -202,23 +209,24 @@ def _inject(
 # --------------------------------------------------------------------------- reading and writing
 
 
-def _collect(state: Any) -> list[tuple[tuple[str, ...], HyperparamsState]]:
-    """Every HyperparamsState inside ``state`` with its path (dict keys, indices, fields)."""
-    found: list[tuple[tuple[str, ...], HyperparamsState]] = []
+def _collect(state: Any) -> list[tuple[tuple[tuple[str, str], ...], HyperparamsState]]:
+    """Every HyperparamsState inside ``state``, with its path as (kind, key) pairs, kind
+    being "key" (a dict key: a stage or group name), "index" or "field"."""
+    found: list[tuple[tuple[tuple[str, str], ...], HyperparamsState]] = []
 
-    def walk(node: Any, path: tuple[str, ...]) -> None:
+    def walk(node: Any, path: tuple[tuple[str, str], ...]) -> None:
         if isinstance(node, HyperparamsState):
             found.append((path, node))
             walk(node.inner_state, path)
         elif isinstance(node, tuple) and hasattr(node, "_fields"):
             for f in node._fields:
-                walk(getattr(node, f), path + (f,))
+                walk(getattr(node, f), path + (("field", f),))
         elif isinstance(node, (tuple, list)):
             for i, child in enumerate(node):
-                walk(child, path + (str(i),))
+                walk(child, path + (("index", str(i)),))
         elif isinstance(node, Mapping):
             for k, child in node.items():
-                walk(child, path + (str(k),))
+                walk(child, path + (("key", str(k)),))
 
     walk(state, ())
     return found
@@ -227,24 +235,35 @@ def _collect(state: Any) -> list[tuple[tuple[str, ...], HyperparamsState]]:
 _GENERIC = {"inner_state", "inner", "state"}
 
 
-def _keys(found: list[tuple[tuple[str, ...], HyperparamsState]], with_schedule_args: bool):
-    """Maps each hyperparameter to its short name, or to ``path/name`` where ambiguous."""
+def _keys(found, with_schedule_args: bool):
+    """Maps each hyperparameter to the name users see: the bare name where unique, else
+    qualified by the stage names above it (``head/learning_rate``), else by the full path."""
     entries = []
     for path, st in found:
-        prefix = "/".join(p for p in path if p not in _GENERIC)
+        names = [(k, v) for k, v in path if not (k == "field" and v in _GENERIC)]
+        short = "/".join(v for k, v in names if k == "key")
+        full = "/".join(v for _, v in names)
         for n in st.hyperparams:
-            entries.append((prefix, n, path, st, None))
+            entries.append((short, full, n, path, None))
         if with_schedule_args:
             for n, args in st.schedule_args.items():
                 for k in args:
-                    entries.append((prefix, f"{n}.{k}", path, st, (n, k)))
-    counts: dict[str, int] = {}
-    for _, n, *_ in entries:
-        counts[n] = counts.get(n, 0) + 1
+                    entries.append((short, full, f"{n}.{k}", path, (n, k)))
+
+    def count(keys):
+        out: dict[str, int] = {}
+        for key in keys:
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    bare = count(n for _, _, n, _, _ in entries)
+    qualified = [f"{short}/{n}" if short else n for short, _, n, _, _ in entries]
+    by_short = count(qualified)
     keyed = {}
-    for prefix, n, path, st, sched in entries:
-        full = f"{prefix}/{n}" if prefix else n
-        keyed[n if counts[n] == 1 else full] = (full, path, n, sched)
+    for (short, full, n, path, sched), q in zip(entries, qualified):
+        full_key = f"{full}/{n}" if full else n
+        key = n if bare[n] == 1 else q if by_short[q] == 1 else full_key
+        keyed[key] = (full_key, path, n, sched)
     return keyed
 
 
@@ -276,7 +295,7 @@ def hyperparams(state: Any, *, schedule_args: bool = False) -> dict[str, jax.Arr
     return out
 
 
-def _find(state: Any, path: tuple[str, ...]) -> HyperparamsState:
+def _find(state: Any, path: tuple[tuple[str, str], ...]) -> HyperparamsState:
     for path_i, st in _collect(state):
         if path_i == path:
             return st
@@ -310,7 +329,7 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
     found = _collect(state)
     keyed = _keys(found, True)
     by_full = {full: v for v in keyed.values() for full in [v[0]]}
-    changes: dict[tuple[str, ...], dict[str, Any]] = {}
+    changes: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
     for key, value in values.items():
         entry = keyed.get(key) or by_full.get(key)
         if entry is None:
@@ -319,7 +338,7 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
             )
         full, path, n, sched = entry
         st = _find(state, path)
-        if sched is None and n in st.schedule_args or (sched is None and _follows_schedule(st, n)):
+        if sched is None and n in st.schedule_args:
             raise ValueError(
                 f"{full} follows a schedule; set its arguments instead: "
                 f"{sorted(k for k in keyed if k.startswith(n + '.'))}."
@@ -333,17 +352,12 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
     return _replace(state, changes)
 
 
-def _follows_schedule(st: HyperparamsState, name: str) -> bool:
-    return name in st.schedule_args
-
-
-def _replace(node: Any, changes: dict[tuple[str, ...], dict[str, Any]], path: tuple[str, ...] = ()) -> Any:
+def _replace(node: Any, changes: dict, path: tuple[tuple[str, str], ...] = ()) -> Any:
     if isinstance(node, HyperparamsState):
         inner = _replace(node.inner_state, changes, path)
-        mine = changes.get(path, {})
         hyper = dict(node.hyperparams)
         sargs = {k: dict(v) for k, v in node.schedule_args.items()}
-        for key, value in mine.items():
+        for key, value in changes.get(path, {}).items():
             if "." in key:
                 a, k = key.split(".", 1)
                 sargs[a][k] = value
@@ -351,11 +365,11 @@ def _replace(node: Any, changes: dict[tuple[str, ...], dict[str, Any]], path: tu
                 hyper[key] = value
         return HyperparamsState(node.count, hyper, sargs, inner)
     if isinstance(node, tuple) and hasattr(node, "_fields"):
-        return type(node)(*(_replace(getattr(node, f), changes, path + (f,)) for f in node._fields))
+        return type(node)(*(_replace(getattr(node, f), changes, path + (("field", f),)) for f in node._fields))
     if isinstance(node, (tuple, list)):
-        return type(node)(_replace(c, changes, path + (str(i),)) for i, c in enumerate(node))
+        return type(node)(_replace(c, changes, path + (("index", str(i)),)) for i, c in enumerate(node))
     if isinstance(node, Mapping):
-        return type(node)({k: _replace(c, changes, path + (str(k),)) for k, c in node.items()})
+        return type(node)({k: _replace(c, changes, path + (("key", str(k)),)) for k, c in node.items()})
     return node
 
 

@@ -1,0 +1,336 @@
+"""The transformation protocol: interop with Optax and Flax, hyperparameters as data,
+dtypes, abstract init and sharding, validation, and readable errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradxform as gx
+from harness import assert_trees_close, mixed_params, run
+
+# --------------------------------------------------------------------------- Optax interop
+
+
+def test_gradxform_inside_optax_chain_under_jit():
+    ours, _ = run(optax.chain(optax.clip_by_global_norm(1.0), gx.adam(1e-3)))
+    ref, _ = run(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3)))
+    assert_trees_close(ours, ref)
+
+
+def test_optax_inside_gradxform_chain_under_jit():
+    tx = gx.chain(optax.clip_by_global_norm(1.0), gx.adam(1e-3))
+    ours, _ = run(tx, extra={"value": 1.0})  # extras reach ours and skip Optax's stage
+    ref, _ = run(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3)))
+    assert_trees_close(ours, ref)
+    assert "opaque" in gx.describe(tx)
+
+
+# --------------------------------------------------------------------------- Flax
+
+
+def _mlp_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    y = (np.sin(x @ rng.normal(size=(5, 1))) > 0).astype(np.float32)
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def test_flax_linen_train_state_with_adamw():
+    import flax.linen as nn
+    from flax.training import train_state
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(1)(nn.relu(nn.Dense(16)(x)))
+
+    x, y = _mlp_data()
+    model = MLP()
+    state = train_state.TrainState.create(
+        apply_fn=model.apply, params=model.init(jax.random.PRNGKey(0), x), tx=gx.adamw(1e-2)
+    )
+
+    def loss_fn(params):
+        return optax.sigmoid_binary_cross_entropy(state.apply_fn(params, x), y).mean()
+
+    @jax.jit
+    def step(state):
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        return state.apply_gradients(grads=grads), loss
+
+    first = None
+    for _ in range(100):
+        state, loss = step(state)
+        first = loss if first is None else first
+    assert float(loss) < 0.5 * float(first)
+    assert float(gx.hyperparams(state.opt_state)["weight_decay"]) == pytest.approx(1e-4)
+
+
+def test_flax_nnx_optimizer_with_adamw():
+    from flax import nnx
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden = nnx.Linear(5, 16, rngs=rngs)
+            self.out = nnx.Linear(16, 1, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(nnx.relu(self.hidden(x)))
+
+    x, y = _mlp_data()
+    model = MLP(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, gx.adamw(1e-2), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer):
+        def loss_fn(model):
+            return optax.sigmoid_binary_cross_entropy(model(x), y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    losses = [float(step(model, optimizer)) for _ in range(100)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+# --------------------------------------------------------------------------- hyperparameters
+
+
+def test_changing_learning_rate_twice_does_not_recompile():
+    tx = gx.adam(1e-2)
+    params = mixed_params()
+    state = tx.init(params)
+    traces = []
+
+    @jax.jit
+    def step(params, state):
+        traces.append(1)
+        updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+        return gx.apply_updates(params, updates), state
+
+    p1, s1 = step(params, state)
+    p2, _ = step(params, gx.set_hyperparams(state, learning_rate=0.5))
+    p3, _ = step(params, gx.set_hyperparams(state, learning_rate=0.0))
+    assert len(traces) == 1
+    # The first Adam step moves every coordinate by the learning rate.
+    np.testing.assert_allclose(params["w"] - p1["w"], 1e-2, rtol=1e-4)
+    np.testing.assert_allclose(params["w"] - p2["w"], 0.5, rtol=1e-4)
+    np.testing.assert_array_equal(p3["w"], params["w"])
+
+
+def test_schedule_value_is_readable_and_counts_steps():
+    schedule = lambda count: 0.1 / (1.0 + count)
+    tx = gx.sgd(schedule)
+    params = {"x": jnp.ones(3)}
+    state = tx.init(params)
+    assert float(gx.hyperparams(state)["learning_rate"]) == pytest.approx(0.1)
+    step = jax.jit(tx.update)
+    for t in range(4):
+        updates, state = step({"x": jnp.ones(3)}, state, params)
+        assert float(gx.hyperparams(state)["learning_rate"]) == pytest.approx(0.1 / (1 + t))
+        np.testing.assert_allclose(updates["x"], -0.1 / (1 + t), rtol=1e-6)
+    with pytest.raises(ValueError, match="follows a schedule"):
+        gx.set_hyperparams(state, learning_rate=0.3)
+
+
+def test_schedule_matches_optax_schedule_semantics():
+    schedule = optax.linear_schedule(0.01, 0.0, 50)
+    ours, _ = run(gx.adam(schedule), 60)
+    ref, _ = run(optax.adam(schedule), 60)
+    # A traced learning rate lets XLA order the final multiply differently from Optax's
+    # folded constant: one ulp per step (measured: 7e-8 after 1 step, 1.5e-6 after 60).
+    assert_trees_close(ours, ref, atol=1e-5)
+
+
+def test_hyperparams_in_nested_compositions_are_qualified():
+    tx = gx.chain(gx.named("head", gx.sgd(0.1)), gx.named("body", gx.adam(0.2)), gx.clip_by_global_norm(2.0))
+    state = tx.init({"x": jnp.ones(2)})
+    hp = gx.hyperparams(state)
+    assert set(hp) == {"head/learning_rate", "body/learning_rate", "b1", "b2", "eps", "eps_root", "momentum", "max_norm"} - {"momentum"}
+    state = gx.set_hyperparams(state, **{"body/learning_rate": 0.05})
+    assert float(gx.hyperparams(state)["body/learning_rate"]) == pytest.approx(0.05)
+    assert float(gx.hyperparams(state)["head/learning_rate"]) == pytest.approx(0.1)
+    with pytest.raises(KeyError, match="Available"):
+        gx.set_hyperparams(state, learning_rate=0.1)  # ambiguous: two stages have one
+    with pytest.raises(ValueError, match="finite"):
+        gx.set_hyperparams(state, max_norm=float("nan"))
+
+
+def test_hyperparams_stay_float32_with_bfloat16_params():
+    params = {"w": jnp.ones((3, 2), jnp.bfloat16)}
+    tx = gx.adamw(1e-3)
+    state = tx.init(params)
+    updates, state = jax.jit(tx.update)(params, state, params)
+    assert updates["w"].dtype == jnp.bfloat16
+    assert all(v.dtype == jnp.float32 for v in gx.hyperparams(state).values())
+
+
+# --------------------------------------------------------------------------- dtypes
+
+
+def test_adam_moment_dtypes_are_chosen_and_kept():
+    params = {"w": jnp.ones((3, 2), jnp.float32)}
+    tx = gx.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.float16)
+    state = tx.init(params)
+    for _ in range(2):
+        updates, state = jax.jit(tx.update)(params, state, params)
+    dtypes = {str(x.dtype) for x in jax.tree.leaves(state) if x.ndim == 2}
+    assert dtypes == {"bfloat16", "float16"}
+    assert updates["w"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("make", [lambda: gx.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.bfloat16),
+                                  lambda: gx.signum(0.1, accumulator_dtype=jnp.bfloat16),
+                                  lambda: gx.lion(0.1, mu_dtype=jnp.bfloat16)], ids=["sgd", "signum", "lion"])
+def test_state_dtype_option(make):
+    params = {"w": jnp.ones((4,), jnp.float32)}
+    tx = make()
+    state = tx.init(params)
+    _, state = jax.jit(tx.update)(params, state, params)
+    assert [x.dtype for x in jax.tree.leaves(state) if x.ndim == 1] == [jnp.bfloat16]
+
+
+# --------------------------------------------------------------------------- init
+
+
+def test_init_under_eval_shape():
+    params = mixed_params()
+    abstract = jax.eval_shape(gx.adam(1e-3).init, params)
+    concrete = gx.adam(1e-3).init(params)
+    assert jax.tree.structure(abstract) == jax.tree.structure(concrete)
+    assert all(a.shape == c.shape and a.dtype == c.dtype for a, c in zip(jax.tree.leaves(abstract), jax.tree.leaves(concrete)))
+
+
+def test_init_keeps_parameter_sharding():
+    devices = jax.devices()
+    assert len(devices) >= 2, "tests/conftest.py simulates two CPU devices"
+    mesh = jax.sharding.Mesh(np.array(devices[:2]), ("data",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    params = {"w": jax.device_put(jnp.ones((8, 4)), sharding), "b": jax.device_put(jnp.ones(8), sharding)}
+    state = gx.adam(1e-3).init(params)
+    moments = [x for x in jax.tree.leaves(state) if x.ndim >= 1]
+    assert len(moments) == 4
+    assert all(x.sharding.is_equivalent_to(sharding, x.ndim) for x in moments)
+    # Inside jit, init cannot see its inputs' shardings (give jit out_shardings for that);
+    # a jitted update propagates them from the parameters and state.
+    tx = gx.adam(1e-3)
+    _, state = jax.jit(tx.update)(params, state, params)
+    assert all(x.sharding.is_equivalent_to(sharding, x.ndim) for x in jax.tree.leaves(state) if x.ndim >= 1)
+
+
+def test_step_counters_saturate():
+    top = jnp.iinfo(jnp.int32).max
+    tx = gx.bias_correction(0.5)
+    state = tx.init(jnp.ones(1))
+    near = jnp.array(top - 1, jnp.int32)
+    state = state._replace(count=near, inner_state=gx.CountState(near))
+    for _ in range(3):
+        updates, state = tx.update(jnp.ones(1), state)
+    assert int(state.count) == top and int(state.inner_state.count) == top
+    assert np.isfinite(np.asarray(updates)).all()
+
+
+# --------------------------------------------------------------------------- describe
+
+
+def test_describe_shows_adam_as_composition_of_primitives():
+    text = gx.describe(gx.adam(1e-3))
+    for primitive in ("ratio(", "ema(", "bias_correction(", "square(", "sqrt(", "add(", "scale_by_learning_rate("):
+        assert primitive in text, text
+    assert text.splitlines()[0].startswith("adam(learning_rate=0.001, b1=0.9, b2=0.999")
+
+
+def test_repr_html_renders_stages():
+    html = gx.adam(1e-3)._repr_html_()
+    assert "ratio" in html and "scale_by_learning_rate" in html
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: gx.adam(-1e-3), r"learning_rate must be >= 0, got learning_rate=-0.001"),
+        (lambda: gx.adam(1e-3, b1=1.5), r"b1 must be in \[0, 1\), got b1=1.5"),
+        (lambda: gx.adam(1e-3, b2=1.0), r"b2 must be in \[0, 1\), got b2=1.0"),
+        (lambda: gx.adam(1e-3, eps=-1e-8), r"eps must be >= 0"),
+        (lambda: gx.sgd("fast"), r"learning_rate must be a number or a schedule, got str"),
+        (lambda: gx.sgd(0.1, momentum=True), r"momentum must be a number or a schedule, got bool"),
+        (lambda: gx.rmsprop(0.1, decay=float("nan")), r"decay must be in \[0, 1\)"),
+        (lambda: gx.clip_by_global_norm(0.0), r"max_norm must be > 0"),
+    ],
+    ids=["negative-lr", "b1", "b2", "eps", "string", "bool", "nan", "max-norm"],
+)
+def test_invalid_hyperparameters_raise_at_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_unknown_argument_is_a_clear_type_error():
+    with pytest.raises(TypeError, match=r"adam\(\): .*beta1"):
+        gx.adam(1e-3, beta1=0.9)
+
+
+def test_update_with_a_different_tree_names_the_paths():
+    tx = gx.adam(1e-3)
+    state = tx.init({"w": jnp.ones(2), "b": jnp.ones(1)})
+    with pytest.raises(ValueError, match=r"only in the first:  bias[\s\S]*only in the second: b"):
+        tx.update({"w": jnp.ones(2), "bias": jnp.ones(1)}, state)
+    with pytest.raises(ValueError, match=r"Parameter 'w' has shape \(3,\)"):
+        jax.jit(tx.update)({"w": jnp.ones(3), "b": jnp.ones(1)}, state)
+
+
+def test_chain_rejects_non_transformations_and_foreign_state():
+    with pytest.raises(TypeError, match="stage 1 must be a gradient transformation"):
+        gx.chain(gx.scale(1.0), 0.5)
+    with pytest.raises(ValueError, match="state"):
+        gx.adam(1e-3).update({"w": jnp.ones(2)}, gx.sgd(0.1, momentum=0.9).init({"w": jnp.ones(2)}))
+
+
+# --------------------------------------------------------------------------- extra arguments
+
+
+def _recorder(seen):
+    def update(updates, state, params=None, **extra):
+        seen.append(sorted(extra))
+        return updates, state
+
+    return gx.GradientTransformation(lambda p: gx.EmptyState(), update)
+
+
+def test_extra_arguments_flow_through_every_combinator():
+    seen = []
+    tx = gx.chain(
+        gx.named("a", _recorder(seen)),
+        gx.branch(_recorder(seen), gx.chain(_recorder(seen), gx.adam(1e-3))),
+        gx.sgd(0.1),
+    )
+    params = {"w": jnp.ones(2)}
+    tx.update(params, tx.init(params), params, value=1.0, key=2)
+    assert seen == [["key", "value"]] * 3
+
+
+# --------------------------------------------------------------------------- equal compositions
+
+
+def test_adam_with_b1_zero_equals_debiased_rmsprop_with_eps_outside_root():
+    adam, _ = run(gx.adam(1e-3, b1=0.0, b2=0.9, eps=1e-3))
+    rms, _ = run(gx.rmsprop(1e-3, decay=0.9, eps=1e-3, eps_in_sqrt=False, bias_correction=True))
+    assert_trees_close(adam, rms)
+
+
+def test_sgd_with_zero_momentum_equals_plain_sgd():
+    a, _ = run(gx.sgd(0.01, momentum=0.0))
+    b, _ = run(gx.sgd(0.01))
+    assert_trees_close(a, b, rtol=0, atol=0)
+
+
+def test_apply_updates_keeps_dtype_and_skips_none():
+    params = {"a": jnp.ones(2, jnp.bfloat16), "b": jnp.ones(2)}
+    new = gx.apply_updates(params, {"a": jnp.full(2, 0.5, jnp.float32), "b": None})
+    assert new["a"].dtype == jnp.bfloat16 and float(new["a"][0]) == 1.5
+    np.testing.assert_array_equal(new["b"], params["b"])
