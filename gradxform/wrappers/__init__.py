@@ -1,3 +1,63 @@
-"""(populated by its issue)"""
+"""Wrappers a real training run needs: parameter groups, safe steps, clipping, accumulation,
+averaging, noise and mixed precision. Each module holds one family; this package re-exports."""
 
-__all__: list[str] = []
+from gradxform.wrappers.accumulation import (
+    ApplyEveryState as ApplyEveryState,
+    MultiSteps as MultiSteps,
+    MultiStepsState as MultiStepsState,
+    apply_every as apply_every,
+    multi_steps as multi_steps,
+)
+from gradxform.wrappers.averaging import (
+    AveragedParamsState as AveragedParamsState,
+    LookaheadParams as LookaheadParams,
+    LookaheadState as LookaheadState,
+    PeriodicAverageState as PeriodicAverageState,
+    averaged_params as averaged_params,
+    ema_params as ema_params,
+    lookahead as lookahead,
+    periodic_average as periodic_average,
+    swa as swa,
+)
+from gradxform.wrappers.clipping import (
+    adaptive_grad_clip as adaptive_grad_clip,
+    clip_by_block_rms as clip_by_block_rms,
+    clip_by_norm as clip_by_norm,
+    per_example_global_norm_clip as per_example_global_norm_clip,
+    unitwise_norm as unitwise_norm,
+)
+from gradxform.wrappers.finite import (
+    ApplyIfFiniteState as ApplyIfFiniteState,
+    ZeroNansState as ZeroNansState,
+    all_finite as all_finite,
+    apply_if_finite as apply_if_finite,
+    skip_large_updates as skip_large_updates,
+    skip_not_finite as skip_not_finite,
+    zero_nans as zero_nans,
+)
+from gradxform.wrappers.groups import (
+    MaskedNode as MaskedNode,
+    MaskedState as MaskedState,
+    PartitionState as PartitionState,
+    freeze as freeze,
+    masked as masked,
+    multi_transform as multi_transform,
+    param_group as param_group,
+    partition as partition,
+    set_to_zero as set_to_zero,
+)
+from gradxform.wrappers.loss_scale import (
+    DynamicLossScaleState as DynamicLossScaleState,
+    dynamic_loss_scale as dynamic_loss_scale,
+    loss_scale as loss_scale,
+    scale_loss as scale_loss,
+)
+from gradxform.wrappers.noise import AddNoiseState as AddNoiseState, add_noise as add_noise, centralize as centralize
+from gradxform.wrappers.paths import by_path as by_path, param_paths as param_paths
+from gradxform.wrappers.precision import (
+    MultiPrecisionState as MultiPrecisionState,
+    master_params as master_params,
+    multi_precision as multi_precision,
+)
+
+__all__ = [n for n in dir() if not n.startswith("_")]

@@ -1,0 +1,188 @@
+"""Dynamic loss scaling for float16 training (Keras ``LossScaleOptimizer`` semantics).
+
+Inside a training step::
+
+    def loss_fn(params):
+        return gx.scale_loss(loss(params), state.opt_state)   # loss * current scale
+    grads = jax.grad(loss_fn)(params)                         # scaled gradients
+    updates, opt_state = tx.update(grads, state.opt_state, params)
+
+The wrapper divides the gradients by the scale before the inner optimizer sees them. A step
+whose scaled gradients overflowed is skipped (parameters and inner state bit-for-bit
+unchanged) and the scale is halved; after ``dynamic_growth_steps`` consecutive good steps
+the scale is doubled.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._factory import transformation
+from gradxform.core import (
+    COUNT_DTYPE,
+    POSITIVE,
+    GradientTransformation,
+    cast_like,
+    check_hyperparam,
+    check_positive_int,
+    is_transformation,
+    safe_increment,
+)
+from gradxform.wrappers.finite import all_finite, cond_update
+
+
+class DynamicLossScaleState(NamedTuple):
+    """State of `dynamic_loss_scale`.
+
+    Attributes:
+      loss_scale: float32 scalar, the scale the next loss must be multiplied by.
+      good_steps: int32 scalar, consecutive finite steps since the scale last changed.
+      total_skipped: int32 scalar, steps skipped for overflow so far.
+      inner_state: the inner optimizer's state.
+    """
+
+    loss_scale: jax.Array
+    good_steps: jax.Array
+    total_skipped: jax.Array
+    inner_state: Any
+
+
+def _compute_dtype(dtype: Any) -> Any:
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+@transformation()
+def dynamic_loss_scale(
+    inner: GradientTransformation,
+    initial_scale: float = 2.0**15,
+    dynamic_growth_steps: int = 2000,
+) -> GradientTransformation:
+    """Wraps an optimizer with Keras's dynamic loss scaling; give it *scaled* gradients.
+
+    Each update divides the gradients by the current scale (in at least float32), then:
+    if they are all finite, applies ``inner`` and, on the ``dynamic_growth_steps``-th
+    consecutive finite step, doubles the scale; otherwise skips the step (zero updates,
+    inner state unchanged) and halves the scale. Unlike Keras 3, the gradients are always
+    divided by the scale the loss was multiplied by (Keras divides by the doubled scale on
+    a growth step).
+
+    Args:
+      inner: the optimizer.
+      initial_scale: the first scale, > 0 (Keras: 2**15).
+      dynamic_growth_steps: good steps between doublings, >= 1 (Keras: 2000).
+
+    Returns:
+      A transformation with `DynamicLossScaleState`; read the scale with `loss_scale`.
+
+    Raises:
+      TypeError: if ``inner`` is not a transformation.
+      ValueError: for a non-positive ``initial_scale`` or ``dynamic_growth_steps``.
+
+    References:
+      Micikevicius et al., "Mixed Precision Training", ICLR 2018.
+      https://arxiv.org/abs/1710.03740
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.dynamic_loss_scale(gx.sgd(1.0), initial_scale=4.0)
+      >>> state = tx.init(jnp.zeros(1))
+      >>> out, state = tx.update(jnp.array([8.0]), state)  # gradient 8 / scale 4
+      >>> out.tolist(), float(gx.loss_scale(state))
+      ([-2.0], 4.0)
+    """
+    if not is_transformation(inner):
+        raise TypeError(f"dynamic_loss_scale: inner must be a gradient transformation, got {inner!r}.")
+    check_hyperparam("dynamic_loss_scale", "initial_scale", initial_scale, POSITIVE)
+    if callable(initial_scale):
+        raise ValueError("dynamic_loss_scale: initial_scale must be a number, not a schedule.")
+    check_positive_int("dynamic_loss_scale", "dynamic_growth_steps", dynamic_growth_steps)
+
+    def init(params):
+        zero = jnp.zeros([], COUNT_DTYPE)
+        return DynamicLossScaleState(jnp.asarray(initial_scale, jnp.float32), zero, zero, inner.init(params))
+
+    def update(updates, state, params=None, **extra):
+        scale = state.loss_scale
+        unscaled = jax.tree.map(lambda g: g.astype(_compute_dtype(g.dtype)) / scale.astype(_compute_dtype(g.dtype)), updates)
+        finite = all_finite(unscaled)
+        out, inner_state = cond_update(finite, inner, unscaled, state.inner_state, params, extra)
+        good = jnp.where(finite, state.good_steps + 1, 0).astype(COUNT_DTYPE)
+        grow = good >= dynamic_growth_steps
+        new_scale = jnp.where(finite, jnp.where(grow, scale * 2.0, scale), scale / 2.0)
+        good = jnp.where(grow, 0, good).astype(COUNT_DTYPE)
+        total = jnp.where(finite, state.total_skipped, safe_increment(state.total_skipped))
+        return cast_like(out, updates), DynamicLossScaleState(new_scale, good, total, inner_state)
+
+    return GradientTransformation(init, update)
+
+
+def _find_scale_state(state: Any) -> DynamicLossScaleState:
+    found: list[DynamicLossScaleState] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, DynamicLossScaleState):
+            found.append(node)
+        elif isinstance(node, (tuple, list)):
+            for child in node:
+                walk(child)
+        elif isinstance(node, dict):
+            for child in node.values():
+                walk(child)
+        elif hasattr(node, "items") and hasattr(node, "keys"):
+            for _, child in node.items():
+                walk(child)
+
+    walk(state)
+    if len(found) != 1:
+        raise ValueError(
+            f"Expected exactly one dynamic_loss_scale state in this optimizer state, found {len(found)}; "
+            "wrap the optimizer in gx.dynamic_loss_scale(...) once."
+        )
+    return found[0]
+
+
+def loss_scale(state: Any) -> jax.Array:
+    """The current loss scale kept by `dynamic_loss_scale` in an optimizer state.
+
+    Args:
+      state: an optimizer state containing one `DynamicLossScaleState` (at any depth).
+
+    Returns:
+      A float32 scalar.
+
+    Raises:
+      ValueError: if the state holds no loss scale, or several.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> float(gx.loss_scale(gx.dynamic_loss_scale(gx.sgd(0.1)).init(jnp.zeros(1))))
+      32768.0
+    """
+    return _find_scale_state(state).loss_scale
+
+
+def scale_loss(loss: jax.Array, state: Any) -> jax.Array:
+    """Multiplies a loss by the current loss scale, in at least float32.
+
+    Args:
+      loss: the loss (a scalar).
+      state: the optimizer state of a `dynamic_loss_scale` optimizer.
+
+    Returns:
+      ``loss * loss_scale(state)``.
+
+    Raises:
+      ValueError: as `loss_scale`.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> state = gx.dynamic_loss_scale(gx.sgd(0.1), initial_scale=8.0).init(jnp.zeros(1))
+      >>> float(gx.scale_loss(jnp.asarray(0.5, jnp.float16), state))
+      4.0
+    """
+    loss = jnp.asarray(loss)
+    dtype = _compute_dtype(loss.dtype)
+    return loss.astype(dtype) * loss_scale(state).astype(dtype)
