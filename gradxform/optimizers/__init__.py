@@ -29,4 +29,16 @@ from gradxform.optimizers.sgd import (
     signum as signum,
 )
 
+# --- issue 3, optimizers Optax lacks ---
+from gradxform.optimizers.constrained import (
+    PROJECTION_SETS as PROJECTION_SETS,
+    projected as projected,
+    proximal_adagrad as proximal_adagrad,
+    proximal_gradient as proximal_gradient,
+)
+from gradxform.optimizers.lbsgd import lars_layer_rate as lars_layer_rate, lbsgd as lbsgd, lbsgd_warmup as lbsgd_warmup
+from gradxform.optimizers.online import FtmlState as FtmlState, FtrlState as FtrlState, ftml as ftml, ftrl as ftrl
+from gradxform.optimizers.stochastic import asgd as asgd, dcasgd as dcasgd, sgld as sgld
+# --- end issue 3, optimizers Optax lacks ---
+
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -27,4 +27,32 @@ from gradxform.primitives.moments import (
 )
 from gradxform.primitives.weight_decay import add_decayed_weights as add_decayed_weights
 
+# --- issue 3, optimizers Optax lacks ---
+from gradxform.primitives.proximal import (
+    ProximalState as ProximalState,
+    inverse_sqrt as inverse_sqrt,
+    project_box as project_box,
+    project_hyperplane as project_hyperplane,
+    project_l1_ball as project_l1_ball,
+    project_l2_ball as project_l2_ball,
+    project_non_negative as project_non_negative,
+    project_params as project_params,
+    project_simplex as project_simplex,
+    prox_elastic_net as prox_elastic_net,
+    proximal_step as proximal_step,
+    soft_threshold as soft_threshold,
+    to_updates as to_updates,
+)
+from gradxform.primitives.stochastic import (
+    AverageState as AverageState,
+    NoiseState as NoiseState,
+    add_gaussian_noise as add_gaussian_noise,
+    average_iterates as average_iterates,
+    averaged_iterates as averaged_iterates,
+    delay_compensation as delay_compensation,
+    power_decay as power_decay,
+    scale_by_power_decay as scale_by_power_decay,
+)
+# --- end issue 3, optimizers Optax lacks ---
+
 __all__ = [n for n in dir() if not n.startswith("_")]

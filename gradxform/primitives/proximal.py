@@ -1,0 +1,412 @@
+"""Proximal operators and Euclidean projections, and the stages that apply them.
+
+Proximal and projected methods act on the *parameters*, not on the update stream: they
+compute the new parameters ``w_new = op(w + u)`` and, since every transformation returns
+updates, they output ``w_new - w``. `to_updates` makes that difference such that
+``w + (w_new - w)`` rounds back to ``w_new`` wherever floating point allows it, so that a
+bound (zero, a box edge) reached by the operator is met exactly by `gradxform.apply_updates`.
+
+The operators work on one array at a time (a set is imposed leaf by leaf); the math of the
+optimizers that use them is on `gradxform.optimizers.constrained`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._factory import transformation
+from gradxform.core import (
+    NON_NEGATIVE,
+    EmptyState,
+    GradientTransformation,
+    Params,
+    Updates,
+    call_update,
+    check_same_tree,
+)
+from gradxform.primitives.elementwise import elementwise
+
+Projection = Callable[[jax.Array], jax.Array]
+
+
+def soft_threshold(x: jax.Array, threshold: jax.Array | float) -> jax.Array:
+    """Shrinks each entry's magnitude by ``threshold``, to exactly zero when it is smaller.
+
+    The proximal operator of ``threshold * |x|``: ``sign(x) * max(|x| - threshold, 0)``; for
+    complex ``x`` the phase is kept and the modulus shrunk.
+
+    Args:
+      x: an array.
+      threshold: a non-negative scalar or an array broadcastable to ``x``.
+
+    Returns:
+      An array like ``x``, with exact zeros where ``|x| <= threshold``.
+
+    References:
+      Donoho, "De-noising by soft-thresholding", IEEE Trans. Inf. Theory, 1995.
+      https://doi.org/10.1109/18.382009
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.soft_threshold(jnp.array([-3.0, 0.5, 2.0]), 1.0).tolist()
+      [-2.0, 0.0, 1.0]
+    """
+    mag = jnp.abs(x)
+    keep = mag > threshold
+    if jnp.iscomplexobj(x):
+        phase = x / jnp.where(keep, mag, 1).astype(x.dtype)
+        return jnp.where(keep, phase * (mag - threshold).astype(x.dtype), jnp.zeros_like(x))
+    return jnp.where(keep, jnp.sign(x) * (mag - threshold), 0).astype(x.dtype)
+
+
+def prox_elastic_net(x: jax.Array, step: jax.Array | float, l1: jax.Array | float, l2: jax.Array | float) -> jax.Array:
+    """The proximal operator of ``step * (l1 |w| + l2 / 2 |w|^2)``, entry by entry.
+
+    ``argmin_w |w - x|^2 / 2 + step (l1 |w| + l2 |w|^2 / 2)
+    = soft_threshold(x, step * l1) / (1 + step * l2)``.
+
+    Args:
+      x: the point (``w - step * g`` in a proximal gradient step).
+      step: the step size, a scalar or an array like ``x`` (per-coordinate steps).
+      l1: L1 strength, >= 0.
+      l2: L2 strength, >= 0.
+
+    Returns:
+      An array like ``x``.
+
+    References:
+      Parikh & Boyd, "Proximal Algorithms", Foundations and Trends in Optimization, 2014,
+      sections 6.1.1 and 6.5.2. https://web.stanford.edu/~boyd/papers/prox_algs.html
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.prox_elastic_net(jnp.array([3.0, -0.5]), 1.0, 1.0, 1.0).tolist()
+      [1.0, 0.0]
+    """
+    return soft_threshold(x, step * l1) / (1 + step * l2)
+
+
+# --------------------------------------------------------------------------- projections
+
+
+def project_box(x: jax.Array, lower: Any = -jnp.inf, upper: Any = jnp.inf) -> jax.Array:
+    """Projects onto ``{w : lower <= w <= upper}`` (entrywise clipping).
+
+    Args:
+      x: a real array.
+      lower: lower bound, a scalar or an array broadcastable to ``x``.
+      upper: upper bound, likewise; ``lower <= upper``.
+
+    Returns:
+      ``x`` clipped into the box.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.project_box(jnp.array([-2.0, 0.5, 3.0]), 0.0, 1.0).tolist()
+      [0.0, 0.5, 1.0]
+    """
+    return jnp.clip(x, jnp.asarray(lower, x.dtype), jnp.asarray(upper, x.dtype))
+
+
+def project_non_negative(x: jax.Array) -> jax.Array:
+    """Projects onto the non-negative orthant ``{w : w >= 0}``.
+
+    Args:
+      x: a real array.
+
+    Returns:
+      ``max(x, 0)``.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.project_non_negative(jnp.array([-2.0, 0.5])).tolist()
+      [0.0, 0.5]
+    """
+    return jnp.maximum(x, jnp.zeros_like(x))
+
+
+def project_l2_ball(x: jax.Array, radius: Any = 1.0) -> jax.Array:
+    """Projects onto ``{w : ||w||_2 <= radius}`` (the whole array is one vector).
+
+    Args:
+      x: a real array.
+      radius: the radius, > 0.
+
+    Returns:
+      ``x`` if inside, else ``x * radius / ||x||``.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.project_l2_ball(jnp.array([3.0, 4.0]), 1.0).tolist()
+      [0.6000000238418579, 0.800000011920929]
+    """
+    norm = jnp.sqrt(jnp.sum(x * x))
+    r = jnp.asarray(radius, x.dtype)
+    return jnp.where(norm > r, x * (r / jnp.where(norm > r, norm, 1)), x)
+
+
+def _simplex_threshold(v: jax.Array, total: jax.Array) -> jax.Array:
+    """The ``theta`` with ``sum(max(v - theta, 0)) == total`` (sort-based, exact)."""
+    u = jnp.sort(v)[::-1]
+    cumulative = jnp.cumsum(u)
+    j = jnp.arange(1, v.size + 1, dtype=v.dtype)
+    support = u - (cumulative - total) / j > 0
+    rho = jnp.max(jnp.where(support, jnp.arange(v.size), 0))
+    return (cumulative[rho] - total) / (rho + 1).astype(v.dtype)
+
+
+def project_simplex(x: jax.Array, total: Any = 1.0) -> jax.Array:
+    """Projects onto the simplex ``{w : w >= 0, sum(w) = total}`` (all entries of the array).
+
+    Args:
+      x: a real array.
+      total: the sum, > 0.
+
+    Returns:
+      ``max(x - theta, 0)`` with ``theta`` chosen so that the entries sum to ``total``.
+
+    References:
+      Duchi, Shalev-Shwartz, Singer & Chandra, "Efficient Projections onto the l1-Ball for
+      Learning in High Dimensions", ICML 2008. https://doi.org/10.1145/1390156.1390191
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.project_simplex(jnp.array([2.0, 0.0, -1.0])).tolist()
+      [1.0, 0.0, 0.0]
+    """
+    flat = jnp.ravel(x)
+    theta = _simplex_threshold(flat, jnp.asarray(total, x.dtype))
+    return jnp.maximum(x - theta, jnp.zeros_like(x))
+
+
+def project_l1_ball(x: jax.Array, radius: Any = 1.0) -> jax.Array:
+    """Projects onto ``{w : ||w||_1 <= radius}`` (the whole array is one vector).
+
+    Args:
+      x: a real array.
+      radius: the radius, > 0.
+
+    Returns:
+      ``x`` if inside, else ``sign(x) * project_simplex(|x|, radius)``.
+
+    References:
+      Duchi et al., 2008 (see `project_simplex`).
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.project_l1_ball(jnp.array([2.0, -1.0]), 1.0).tolist()
+      [1.0, -0.0]
+    """
+    r = jnp.asarray(radius, x.dtype)
+    mag = jnp.abs(x)
+    theta = _simplex_threshold(jnp.ravel(mag), r)
+    shrunk = jnp.sign(x) * jnp.maximum(mag - theta, jnp.zeros_like(x))
+    return jnp.where(jnp.sum(mag) > r, shrunk, x)
+
+
+def project_hyperplane(x: jax.Array, normal: Any = None, offset: Any = 0.0) -> jax.Array:
+    """Projects onto the hyperplane ``{w : <normal, w> = offset}``.
+
+    Args:
+      x: a real array.
+      normal: a non-zero array shaped like ``x``; ``None`` means all ones (``sum(w) = offset``).
+      offset: the right-hand side.
+
+    Returns:
+      ``x - (<normal, x> - offset) / ||normal||^2 * normal``.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.project_hyperplane(jnp.array([1.0, 2.0]), offset=1.0).tolist()
+      [0.0, 1.0]
+    """
+    a = jnp.ones_like(x) if normal is None else jnp.asarray(normal, x.dtype)
+    excess = (jnp.sum(a * x) - jnp.asarray(offset, x.dtype)) / jnp.sum(a * a)
+    return x - excess * a
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def to_updates(new_params: Params, params: Params) -> Updates:
+    """``new_params - params``, corrected so that adding it to ``params`` gives ``new_params``.
+
+    One correction step ``u + (new - (params + u))`` removes the rounding of the difference
+    in all but pathological cases (parameters many orders of magnitude apart), so bounds
+    reached by a projection hold exactly after `gradxform.apply_updates`.
+
+    Args:
+      new_params: the parameters the step should reach.
+      params: the current parameters (same tree).
+
+    Returns:
+      Updates, leaf by leaf in the parameters' dtype.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> p = jnp.array([0.3])
+      >>> (p + gx.to_updates(jnp.array([1.0]), p)).tolist()
+      [1.0]
+    """
+
+    def one(new, p):
+        u = new - p
+        return u + (new - (p + u))
+
+    return jax.tree.map(one, new_params, params)
+
+
+def _needs_params(owner: str, params: Params | None) -> None:
+    if params is None:
+        raise ValueError(
+            f"{owner} computes new parameters, so its update() needs them: call "
+            "update(updates, state, params)."
+        )
+
+
+@transformation()
+def inverse_sqrt() -> GradientTransformation:
+    """Replaces each update by ``1 / sqrt(u)`` (AdaGrad-style per-coordinate step sizes).
+
+    Returns:
+      A stateless transformation.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.inverse_sqrt().update(jnp.array([4.0]), gx.EmptyState())[0].tolist()
+      [0.5]
+    """
+    return elementwise(jax.lax.rsqrt)
+
+
+class ProximalState(NamedTuple):
+    """State of `proximal_step`: the state of its step-size transformation."""
+
+    step_sizes: Any
+
+
+@transformation({"learning_rate": NON_NEGATIVE, "l1": NON_NEGATIVE, "l2": NON_NEGATIVE})
+def proximal_step(
+    learning_rate: float,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    preconditioner: GradientTransformation | None = None,
+) -> GradientTransformation:
+    """A proximal gradient step for ``l1 |w| + l2 / 2 |w|^2`` with per-coordinate step sizes.
+
+    With ``a = learning_rate * preconditioner(g)`` (or ``learning_rate`` without one), the
+    new parameters are ``prox_elastic_net(w - a g, a, l1, l2)``; the stage outputs
+    ``w_new - w``. It reads both the gradient and the step size that the preconditioner
+    derives from it, which is why the preconditioner is an argument rather than an earlier
+    stage of a chain (see `gradxform.proximal_gradient` for the equations).
+
+    Args:
+      learning_rate: the base step size, >= 0.
+      l1: L1 strength, >= 0.
+      l2: L2 strength, >= 0.
+      preconditioner: maps the gradients to positive per-coordinate multipliers of the step
+        size (AdaGrad's ``1 / sqrt(sum g^2)``); ``None`` for plain gradient steps.
+
+    Returns:
+      A transformation with `ProximalState`; its ``update`` needs ``params``.
+
+    Raises:
+      ValueError: at ``update`` if ``params`` is not given.
+
+    References:
+      Parikh & Boyd, "Proximal Algorithms", 2014, section 4.2.
+      https://web.stanford.edu/~boyd/papers/prox_algs.html
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.proximal_step(1.0, l1=1.0)
+      >>> p = jnp.array([2.0, 0.5])
+      >>> gx.apply_updates(p, tx.update(jnp.array([0.5, 0.0]), tx.init(p), p)[0]).tolist()
+      [0.5, 0.0]
+    """
+    scaler = preconditioner
+
+    def init(params):
+        return ProximalState(scaler.init(params) if scaler is not None else ())
+
+    def update(updates, state, params=None, **extra):
+        _needs_params("proximal_step", params)
+        check_same_tree(updates, params, "updates", "parameters")
+        if scaler is not None:
+            multipliers, inner = call_update(scaler, updates, state.step_sizes, params, extra)
+        else:
+            multipliers, inner = jax.tree.map(lambda g: jnp.ones((), jnp.real(g).dtype), updates), state.step_sizes
+
+        def one(g, w, m):
+            rdt = jnp.real(w).dtype
+            a = jnp.asarray(learning_rate).astype(rdt) * jnp.real(m).astype(rdt)
+            coef = lambda x: jnp.asarray(x).astype(rdt)
+            return prox_elastic_net(w - a * g.astype(w.dtype), a, coef(l1), coef(l2)).astype(w.dtype)
+
+        new = jax.tree.map(one, updates, params, multipliers)
+        return to_updates(new, params), ProximalState(inner)
+
+    return GradientTransformation(init, update)
+
+
+@transformation()
+def project_params(projection: Projection, *, apply_to: Any = None, leaf_args: Any = None) -> GradientTransformation:
+    """Makes the updates land on a set: outputs ``project(w + u) - w`` for each leaf.
+
+    Placed last in a chain (after the learning rate), it turns any optimizer into a projected
+    one (see `gradxform.projected`, which builds the usual sets by name).
+
+    Args:
+      projection: maps one real array (``w + u``) to its projection onto the set; called as
+        ``projection(x, a)`` with ``a`` the matching leaf of ``leaf_args`` when that is given.
+      apply_to: a tree of booleans shaped like the parameters: leaves marked ``False`` are
+        left unconstrained; ``None`` constrains every leaf.
+      leaf_args: a tree like the parameters of per-leaf arguments of the projection (a
+        hyperplane's normal), or ``None``.
+
+    Returns:
+      A stateless transformation; its ``update`` needs ``params``.
+
+    Raises:
+      TypeError: if ``projection`` is not callable.
+      ValueError: at ``update`` if ``params`` is not given, a tree does not match the
+        parameters', or a constrained parameter is complex.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.project_params(gx.project_non_negative)
+      >>> p = jnp.array([1.0, 1.0])
+      >>> gx.apply_updates(p, tx.update(jnp.array([-2.0, 0.5]), tx.init(p), p)[0]).tolist()
+      [0.0, 1.5]
+    """
+    if not callable(projection):
+        raise TypeError(f"project_params: projection must be a function of one array, got {projection!r}.")
+
+    def update(updates, state, params=None, **extra):
+        _needs_params("project_params", params)
+        check_same_tree(updates, params, "updates", "parameters")
+        mask = jax.tree.map(lambda _: True, params) if apply_to is None else apply_to
+        check_same_tree(mask, params, "project_params apply_to", "parameters", shapes=False)
+        if leaf_args is not None:
+            check_same_tree(leaf_args, params, "projection's per-leaf arguments", "parameters")
+        extras = jax.tree.map(lambda _: (), params) if leaf_args is None else jax.tree.map(lambda a: (a,), leaf_args)
+
+        def one(u, w, on, args):
+            target = w + u.astype(w.dtype)
+            if not on:
+                return target
+            if jnp.iscomplexobj(w):
+                raise ValueError(
+                    "project_params projects onto sets of real arrays; a parameter is complex "
+                    f"({w.dtype}). Exclude it with apply_to."
+                )
+            return projection(target, *args).astype(w.dtype)
+
+        new = jax.tree.map(one, updates, params, mask, extras, is_leaf=lambda x: isinstance(x, tuple) and not x)
+        return to_updates(new, params), state
+
+    return GradientTransformation(lambda params: EmptyState(), update)
