@@ -40,7 +40,7 @@ def compare(params, make_gx, make_optax, steps: int, budget_s: float) -> tuple[f
     for name, make, apply in (("gx", make_gx, gx.apply_updates), ("optax", make_optax, optax.apply_updates)):
         tx = make()
         p = jax.tree.map(lambda x: x.copy(), params)
-        cands.append(timing.Candidate(name, timing.jitted_step(tx, apply), (p, tx.init(p)), grads))
+        cands.append(timing.Candidate.jax(name, timing.jitted_step(tx, apply), (p, tx.init(p)), grads))
     timing.interleave(cands, steps, budget_s=budget_s)
     g, o = cands
     return 1e3 * g.median_s, 1e3 * o.median_s, timing.paired_ratio(g, o)

@@ -49,3 +49,27 @@ def gradients_like(tree: Any) -> Any:
     return jax.tree.unflatten(
         treedef, [jnp.asarray(rng.standard_normal(x.shape).astype(x.dtype)) for x in leaves]
     )
+
+
+def flax_model(vocab: int = 8192, width: int = 256, depth: int = 4) -> Any:
+    """The parameters of a real Flax (linen) model: a small decoder-only transformer
+    (token embedding, ``depth`` pre-LayerNorm blocks of self-attention and MLP, output head);
+    7.4M parameters in 69 leaves with the defaults."""
+    import flax.linen as nn
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = x + nn.SelfAttention(num_heads=4)(nn.LayerNorm()(x))
+            h = nn.Dense(4 * width)(nn.LayerNorm()(x))
+            return x + nn.Dense(width)(nn.gelu(h))
+
+    class LM(nn.Module):
+        @nn.compact
+        def __call__(self, tokens):
+            x = nn.Embed(vocab, width)(tokens)
+            for _ in range(depth):
+                x = Block()(x)
+            return nn.Dense(vocab)(nn.LayerNorm()(x))
+
+    return LM().init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]

@@ -1,0 +1,124 @@
+"""``python -m benchmarks``: gradxform against Optax and fused PyTorch, in one process.
+
+For every shape and optimizer, the jitted, buffer-donating step of each library is run in
+turn, step by step (interleaved, so machine load affects all alike), and the table reports
+medians: milliseconds per step, ratios, effective bandwidth and its fraction of the
+machine's in-place streaming bandwidth (measured first, in the same run), first-call
+compile time, the step's memory footprint (XLA's memory analysis: arguments, outputs and
+temporaries, less what is updated in place) and bytes of optimizer state per parameter.
+
+Options select shapes, optimizers and the time spent per row; ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+
+import jax
+import numpy as np
+import optax
+
+import gradxform as gx
+from benchmarks import bandwidth, suite, timing, torch_ref, trees
+
+
+def state_bytes(state) -> int:
+    """Bytes of every array in an optimizer state."""
+    return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(state))
+
+
+def footprint_mb(c: timing.Candidate) -> float:
+    m = c.memory
+    if m is None:
+        return math.nan
+    live = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+    return live / 2**20
+
+
+def jax_candidate(name, tx, apply, params, grads):
+    p = jax.tree.map(lambda x: x.copy(), params)
+    state = tx.init(p)
+    sbytes = state_bytes(state)
+    c = timing.Candidate.jax(name, timing.jitted_step(tx, apply), (p, state), grads)
+    c.state_bytes = sbytes
+    return c
+
+
+def run_row(shape, params, grads, optimizer, variant, wrap, args, bw):
+    """Times one (shape, optimizer[, variant]) row; returns the printed fields."""
+    n = trees.size(params)
+    tx = suite.make_gx(optimizer)
+    if tx is None:
+        return None
+    if wrap is not None:
+        tx = wrap(tx)
+    cands = [jax_candidate("gx", tx, gx.apply_updates, params, grads),
+             jax_candidate("optax", suite.make_optax(optimizer), optax.apply_updates, params, grads)]
+    torch_fn = None if args.no_torch or variant else torch_ref.fused_step(optimizer, params, grads)
+    if torch_fn is not None:
+        cands.append(timing.Candidate("torch", torch_fn))
+    timing.interleave(cands, args.steps, budget_s=args.budget)
+    g, o = cands[0], cands[1]
+    t = cands[2] if len(cands) > 2 else None
+    gbs = lambda c: suite.bytes_per_param(optimizer) * n / c.median_s / 1e9
+    return {
+        "shape": shape, "optimizer": optimizer + (f" [{variant}]" if variant else ""),
+        "gx ms": 1e3 * g.median_s, "optax ms": 1e3 * o.median_s, "torch ms": 1e3 * t.median_s if t else math.nan,
+        "gx/optax": timing.paired_ratio(g, o), "gx/torch": timing.paired_ratio(g, t) if t else math.nan,
+        "gx GB/s": gbs(g), "gx %bw": 100 * gbs(g) / bw, "optax %bw": 100 * gbs(o) / bw,
+        "gx comp s": g.compile_s, "optax comp s": o.compile_s,
+        "gx MB": footprint_mb(g), "optax MB": footprint_mb(o),
+        "gx B/p": g.state_bytes / n, "optax B/p": o.state_bytes / n,
+    }
+
+
+COLUMNS = [("shape", 8, "s"), ("optimizer", 26, "s"), ("gx ms", 8, ".2f"), ("optax ms", 9, ".2f"),
+           ("torch ms", 9, ".2f"), ("gx/optax", 9, ".3f"), ("gx/torch", 9, ".3f"), ("gx GB/s", 8, ".1f"),
+           ("gx %bw", 7, ".0f"), ("optax %bw", 10, ".0f"), ("gx comp s", 10, ".2f"), ("optax comp s", 13, ".2f"),
+           ("gx MB", 8, ".0f"), ("optax MB", 9, ".0f"), ("gx B/p", 7, ".2f"), ("optax B/p", 10, ".2f")]
+
+
+def print_row(row) -> None:
+    cells = []
+    for key, width, fmt in COLUMNS:
+        v = row[key]
+        align = "<" if fmt == "s" else ">"
+        cells.append(f"{'-':>{width}}" if isinstance(v, float) and math.isnan(v) else f"{v:{align}{width}{fmt}}")
+    print("".join(cells), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="*", default=list(suite.SHAPES), choices=list(suite.SHAPES))
+    parser.add_argument("--optimizers", nargs="*", default=list(suite.OPTIMIZERS), choices=list(suite.OPTIMIZERS))
+    parser.add_argument("--variants", nargs="*", default=None,
+                        help="gradxform layout/state options to add as rows (default: all available)")
+    parser.add_argument("--steps", type=int, default=50, help="interleaved rounds per row at most")
+    parser.add_argument("--budget", type=float, default=3.0, help="seconds of timing per row at most")
+    parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch even if installed")
+    args = parser.parse_args(argv)
+
+    dev = jax.devices()[0]
+    bw = bandwidth.streaming_bandwidth()
+    print(f"machine: {platform.processor() or platform.machine()}, {dev.platform} {dev.device_kind}, "
+          f"{jax.device_count()} device(s); jax {jax.__version__}, optax {optax.__version__}, "
+          f"torch {torch_ref.version() or 'not installed'}")
+    print(f"measured in-place streaming bandwidth: {bw:.1f} GB/s")
+    print("".join(f"{k:<{w}}" if fmt == "s" else f"{k:>{w}}" for k, w, fmt in COLUMNS))
+    all_variants = suite.variants()
+    chosen = all_variants if args.variants is None else {k: all_variants[k] for k in args.variants if k in all_variants}
+    for shape in args.shapes:
+        params = suite.SHAPES[shape]()
+        grads = trees.gradients_like(params)
+        for optimizer in args.optimizers:
+            for variant, wrap in [(None, None), *chosen.items()]:
+                row = run_row(shape, params, grads, optimizer, variant, wrap, args, bw)
+                if row is not None:
+                    print_row(row)
+        del params, grads
+
+
+if __name__ == "__main__":
+    main()

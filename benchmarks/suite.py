@@ -1,0 +1,60 @@
+"""What the harness runs: shapes, optimizers, and the bytes each step must move.
+
+Optimizers that gradxform does not have yet (``hasattr(gx, name)`` is false) are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optax
+
+import gradxform as gx
+from benchmarks import trees
+
+SHAPES: dict[str, Callable[[], Any]] = {
+    "4M": lambda: trees.one_array(2048 * 2048),
+    "16M": lambda: trees.one_array(4096 * 4096),
+    "64M": lambda: trees.one_array(8192 * 8192),
+    "tree400": trees.transformer_tree,
+    "tiny400": trees.tiny_leaves,
+    "flax-lm": trees.flax_model,
+}
+
+# name -> (gradxform attribute, arguments, Optax factory, float32 bytes moved per parameter:
+# every array read once and every array written once, the least a step can move).
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any], Callable[[], Any], int]] = {
+    "adam": ("adam", {"learning_rate": 1e-3}, lambda: optax.adam(1e-3), 28),
+    "adamw": ("adamw", {"learning_rate": 1e-3, "weight_decay": 1e-4}, lambda: optax.adamw(1e-3, weight_decay=1e-4), 28),
+    "sgd+momentum": ("sgd", {"learning_rate": 1e-3, "momentum": 0.9}, lambda: optax.sgd(1e-3, momentum=0.9), 20),
+    "lion": ("lion", {"learning_rate": 1e-4}, lambda: optax.lion(1e-4), 20),
+    "adafactor": ("adafactor", {"learning_rate": 1e-3}, lambda: optax.adafactor(1e-3), 12),
+}
+
+
+def make_gx(optimizer: str) -> Any | None:
+    """gradxform's optimizer of that name, or None if gradxform does not define it yet."""
+    attr, kwargs, _, _ = OPTIMIZERS[optimizer]
+    return getattr(gx, attr)(**kwargs) if hasattr(gx, attr) else None
+
+
+def make_optax(optimizer: str) -> Any:
+    """Optax's optimizer of that name."""
+    return OPTIMIZERS[optimizer][2]()
+
+
+def bytes_per_param(optimizer: str) -> int:
+    """The float32 bytes a step must read and write per parameter."""
+    return OPTIMIZERS[optimizer][3]
+
+
+def variants() -> dict[str, Callable[[Any], Any]]:
+    """Layout and state options of gradxform timed as extra rows, as wrappers of an optimizer
+    (those the installed gradxform has)."""
+    out: dict[str, Callable[[Any], Any]] = {}
+    if hasattr(gx, "bucketed"):
+        out["bucketed"] = gx.bucketed
+    if hasattr(gx, "quantized_state"):
+        out["8-bit state"] = gx.quantized_state
+    return out
