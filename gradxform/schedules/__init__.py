@@ -38,6 +38,11 @@ from gradxform.schedules.piecewise import (
     piecewise_interpolate_schedule as piecewise_interpolate_schedule,
     stepwise_schedule as stepwise_schedule,
 )
+from gradxform.schedules.plateau import (
+    ReduceLROnPlateauState as ReduceLROnPlateauState,
+    plateau_scale as plateau_scale,
+    reduce_on_plateau as reduce_on_plateau,
+)
 from gradxform.schedules.plotting import evaluate as evaluate, plot as plot
 from gradxform.schedules.warmup import (
     SGDRSchedule as SGDRSchedule,
@@ -75,7 +80,7 @@ SCHEDULE_TYPES: dict[str, type] = {
     )
 }
 
-_MODULES = ("cyclic", "decay", "join", "piecewise", "plotting", "warmup")
+_MODULES = ("cyclic", "decay", "join", "piecewise", "plateau", "plotting", "warmup")
 
 # plot and evaluate stay out of __all__ so that `import gradxform as gx` keeps them under
 # gx.schedules (gx.schedules.plot) rather than at the top level.
