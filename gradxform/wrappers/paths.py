@@ -40,11 +40,19 @@ def _path(keys: tuple[Any, ...]) -> str:
     return path_str(keys)
 
 
+def _matches(path: str, pattern: str) -> bool:
+    # A leading "*/" also matches at the top level ("*/bias" matches "bias" and "a/b/bias"),
+    # so one pattern serves a linen "params" dict, its contents and an nnx State alike.
+    return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase("/" + path, pattern)
+
+
 def by_path(patterns: Mapping[str, Hashable]) -> Callable[[Params], PyTree]:
     """Labels parameters by glob patterns over their paths, for `partition` and `masked`.
 
     Each parameter gets the label of the first pattern (in the mapping's order) that its
-    path matches, in ``fnmatch`` syntax where ``*`` also crosses ``/``. Labels may be any
+    path matches, in ``fnmatch`` syntax where ``*`` also crosses ``/`` and a leading ``*/``
+    also matches at the top level (``*/LayerNorm*/*`` matches ``LayerNorm_0/scale`` and
+    ``params/encoder/LayerNorm_0/scale``). Labels may be any
     hashable value: group names for `partition`, booleans for `masked` and `freeze`.
 
     Args:
@@ -78,7 +86,7 @@ def by_path(patterns: Mapping[str, Hashable]) -> Callable[[Params], PyTree]:
         used = {pattern: False for pattern, _ in items}
         out, unmatched = [], []
         for path in paths:
-            hits = [(pattern, label) for pattern, label in items if fnmatch.fnmatchcase(path, pattern)]
+            hits = [(pattern, label) for pattern, label in items if _matches(path, pattern)]
             for pattern, _ in hits:
                 used[pattern] = True
             if hits:
