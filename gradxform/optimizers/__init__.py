@@ -41,4 +41,17 @@ from gradxform.optimizers.online import FtmlState as FtmlState, FtrlState as Ftr
 from gradxform.optimizers.stochastic import asgd as asgd, dcasgd as dcasgd, sgld as sgld
 # --- end issue 3, optimizers Optax lacks ---
 
+# --- issue 3, Optax's remaining optimizers (second half) ---
+from gradxform.optimizers.polyak import polyak_sgd as polyak_sgd, scale_by_polyak as scale_by_polyak
+from gradxform.optimizers.recent_adaptive import (
+    ProdigyState as ProdigyState,
+    ademamix as ademamix,
+    adopt as adopt,
+    prodigy as prodigy,
+    scale_by_ademamix as scale_by_ademamix,
+    scale_by_adopt as scale_by_adopt,
+)
+from gradxform.optimizers.rprop import ScaleByRpropState as ScaleByRpropState, rprop as rprop, scale_by_rprop as scale_by_rprop
+# --- end issue 3 (second half) ---
+
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -11,6 +11,12 @@ from gradxform.primitives.elementwise import (
     sqrt as sqrt,
     square as square,
 )
+from gradxform.primitives.lagged import (
+    LaggedRmsState as LaggedRmsState,
+    StepCountState as StepCountState,
+    clip_by_step as clip_by_step,
+    scale_by_lagged_rms as scale_by_lagged_rms,
+)
 from gradxform.primitives.moments import (
     AccumulateState as AccumulateState,
     CountState as CountState,
