@@ -254,17 +254,11 @@ def tree_zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
     """Zeros shaped like each leaf, in ``dtype`` (default: the leaf's), keeping shardings.
 
     Works on abstract values (``jax.eval_shape``) and keeps each concrete array's sharding,
-    so a sharded model never gathers its optimizer state onto one device.
+    so a sharded model never gathers its optimizer state onto one device. It also keeps
+    each array's commitment to its devices: a state whose leaves mixed committed and
+    uncommitted arrays would make a jitted step compile twice.
     """
-
-    def zeros(x):
-        dt = jnp.asarray(x).dtype if dtype is None and not hasattr(x, "dtype") else (dtype or x.dtype)
-        sharding = getattr(x, "sharding", None)
-        if sharding is not None and not isinstance(x, jax.core.Tracer):
-            return jnp.zeros(jnp.shape(x), dt, device=sharding)
-        return jnp.zeros(jnp.shape(x), dt)
-
-    return jax.tree.map(zeros, tree)
+    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype if dtype is not None else None), tree)
 
 
 def tree_full_like(tree: PyTree, value: float, dtype: Any = None) -> PyTree:

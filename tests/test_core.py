@@ -112,9 +112,13 @@ def test_changing_learning_rate_twice_does_not_recompile():
         return gx.apply_updates(params, updates), state
 
     p1, s1 = step(params, state)
-    p2, _ = step(params, gx.set_hyperparams(state, learning_rate=0.5))
+    p2, s2 = step(params, gx.set_hyperparams(state, learning_rate=0.5))
     p3, _ = step(params, gx.set_hyperparams(state, learning_rate=0.0))
+    # As in a training loop: the step's own output state, changed twice.
+    _, s4 = step(p1, gx.set_hyperparams(s1, learning_rate=0.1))
+    step(p1, gx.set_hyperparams(s4, learning_rate=0.2, b1=0.5))
     assert len(traces) == 1
+    assert step._cache_size() == 1  # no second compilation either (e.g. from argument placement)
     # The first Adam step moves every coordinate by the learning rate.
     np.testing.assert_allclose(params["w"] - p1["w"], 1e-2, rtol=1e-4)
     np.testing.assert_allclose(params["w"] - p2["w"], 0.5, rtol=1e-4)

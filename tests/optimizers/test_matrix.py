@@ -112,6 +112,7 @@ def test_properties(name):
         assert np.isclose(float(gx.hyperparams(state)[key]), float(hp[key]) * 0.5)
         updates, state = step(grads, state, params)
         updates, state = step(grads, state, params)
-        assert len(traces) == 1, f"{name} recompiled ({len(traces)} traces) with {dtype}"
+        assert len(traces) == 1, f"{name} retraced ({len(traces)} traces) with {dtype}"
+        assert step._cache_size() == 1, f"{name} compiled {step._cache_size()} times with {dtype}"
     text = gx.describe(tx)
     assert text.splitlines()[0].startswith(tx.spec.name + "(")
