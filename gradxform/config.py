@@ -9,7 +9,10 @@ Arguments that are themselves data are converted recursively: nested transformat
 become the same kind of mapping, a `Schedule` becomes ``{"schedule": <class name>,
 <field>: <value>, ...}``, a dtype its name (``"bfloat16"``), a tuple a list, a mapping a
 mapping (escaped as ``{"mapping": {...}}`` only when its keys would be mistaken for a
-transformation or a schedule). `from_config` reverses this, checking every key on the way:
+transformation or a schedule), a label function from ``gx.by_path`` ``{"function": "by_path",
+"args": {"patterns": {...}}}``, and a public function given as an argument (an optimizer
+factory for ``gx.param_group``, a projection for ``gx.project_params``) by its name,
+``{"callable": "adamw"}``. `from_config` reverses this, checking every key on the way:
 a bad config raises `ConfigError` naming the key path (``optimizer.args.b1``), the bad
 value and what is allowed.
 """
@@ -37,6 +40,14 @@ Config = dict[str, Any]
 _TRANSFORMATION_KEYS = {"name", "args"}
 _SCHEDULE_KEY = "schedule"
 _MAPPING_KEY = "mapping"
+_FUNCTION_KEY = "function"
+_CALLABLE_KEY = "callable"
+
+# Functions whose results are callables that can be written as data: each such result has a
+# ``__gradxform_config__`` attribute ``{"function": <name>, "args": {...}}``, and
+# ``from_config`` calls the function (looked up here, never by arbitrary import) with those
+# arguments.
+CONFIG_FUNCTIONS: dict[str, str] = {"by_path": "gradxform.wrappers.paths"}
 
 NOT_SERIALIZABLE = (
     "{path}: {what} cannot be written as a config. Only transformations built by gradxform's "
@@ -95,10 +106,16 @@ def _tx_to_config(tx: Any, path: str, include_defaults: bool) -> Config:
     args = {}
     for key, value in spec.args.items():
         param = params.get(key)
-        if not include_defaults and param is not None and param.default is not inspect.Parameter.empty:
-            if _same(value, param.default):
+        if not include_defaults and param is not None:
+            variadic = param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+            if variadic and not value or param.default is not param.empty and _same(value, param.default):
                 continue
-        args[key] = _value_to_config(value, f"{path}.args.{key}" if path != "<root>" else f"args.{key}", include_defaults)
+        try:
+            args[key] = _value_to_config(value, f"{path}.args.{key}" if path != "<root>" else f"args.{key}", include_defaults)
+        except ConfigError:
+            # A default that is code (a private function) is left out: the factory puts it back.
+            if param is None or value is not param.default:
+                raise
     return {"name": spec.name, "args": args}
 
 
@@ -107,6 +124,31 @@ def _same(value: Any, default: Any) -> bool:
         return type(value) is type(default) and bool(value == default)
     except Exception:  # arrays and exotic values: keep them
         return False
+
+
+def _is_special(keys: set) -> bool:
+    """Whether a mapping with these keys denotes something other than a plain mapping."""
+    return (
+        "name" in keys
+        and keys <= _TRANSFORMATION_KEYS
+        or _SCHEDULE_KEY in keys
+        or _FUNCTION_KEY in keys
+        and keys <= {_FUNCTION_KEY, "args"}
+        or keys in ({_MAPPING_KEY}, {_CALLABLE_KEY})
+    )
+
+
+def _public_function(name: Any) -> Callable[..., Any] | None:
+    """``gx.<name>`` if it is a function (a factory, a projection, ...), else None."""
+    import gradxform
+
+    value = getattr(gradxform, name, None) if isinstance(name, str) and not name.startswith("_") else None
+    return value if inspect.isfunction(value) else None
+
+
+def _public_function_name(value: Any) -> str | None:
+    name = getattr(value, "__name__", None)
+    return name if _public_function(name) is value else None
 
 
 def _dtype_name(value: Any) -> str | None:
@@ -135,6 +177,11 @@ def _value_to_config(value: Any, path: str, include_defaults: bool) -> Any:
     name = _dtype_name(value)
     if name is not None:
         return name
+    described = getattr(value, "__gradxform_config__", None)
+    if callable(value) and isinstance(described, Mapping):
+        return {k: _value_to_config(v, f"{path}.{k}", include_defaults) for k, v in described.items()}
+    if callable(value) and _public_function_name(value) is not None:
+        return {_CALLABLE_KEY: _public_function_name(value)}
     if isinstance(value, Schedule) and dataclasses.is_dataclass(value):
         out: Config = {_SCHEDULE_KEY: type(value).__name__}
         for field in dataclasses.fields(value):
@@ -149,7 +196,7 @@ def _value_to_config(value: Any, path: str, include_defaults: bool) -> Any:
                 raise ConfigError("", NOT_SERIALIZABLE.format(path=f"{path}.{k!r}", what=f"the key {k!r}"))
             out[k] = _value_to_config(v, f"{path}.{k}", include_defaults)
         keys = set(out)
-        if keys and (keys <= _TRANSFORMATION_KEYS and "name" in keys or _SCHEDULE_KEY in keys or keys == {_MAPPING_KEY}):
+        if keys and _is_special(keys):
             return {_MAPPING_KEY: out}
         return out
     if callable(value):
@@ -221,7 +268,7 @@ def _build_transformation(config: Any, path: str) -> GradientTransformation:
         raise ConfigError(
             _join(path, "name"),
             f"unknown transformation {name!r}.{_suggest(name, sorted(REGISTRY))} "
-            "All names: gradxform._factory.REGISTRY.",
+            f"({len(REGISTRY)} names are known: sorted(gradxform._factory.REGISTRY) lists them.)",
         )
     args = config.get("args") or {}
     args_path = _join(path, "args")
@@ -299,6 +346,20 @@ def _value_from_config(value: Any, path: str, key: Any) -> Any:
             return _build_transformation(value, path)
         if _SCHEDULE_KEY in keys:
             return _build_schedule(value, path)
+        if _FUNCTION_KEY in keys and keys <= {_FUNCTION_KEY, "args"}:
+            return _build_function(value, path)
+        if keys == {_CALLABLE_KEY}:
+            name = value[_CALLABLE_KEY]
+            function = _public_function(name)
+            if function is None:
+                import gradxform
+
+                known = sorted(n for n in dir(gradxform) if _public_function(n) is not None)
+                raise ConfigError(
+                    _join(path, _CALLABLE_KEY),
+                    f"{name!r} is not a public gradxform function.{_suggest(str(name), known)}",
+                )
+            return function
         if keys == {_MAPPING_KEY}:
             value = value[_MAPPING_KEY]
         return {k: _value_from_config(v, _join(path, k), k) for k, v in value.items()}
@@ -312,6 +373,34 @@ def _value_from_config(value: Any, path: str, key: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(path, f"must be finite, got {value!r}.")
     return value
+
+
+def _build_function(config: Mapping[str, Any], path: str) -> Any:
+    import importlib
+
+    name = config[_FUNCTION_KEY]
+    if not isinstance(name, str) or name not in CONFIG_FUNCTIONS:
+        raise ConfigError(
+            _join(path, _FUNCTION_KEY),
+            f"unknown function {name!r}.{_suggest(str(name), sorted(CONFIG_FUNCTIONS))} "
+            f"Allowed: {', '.join(sorted(CONFIG_FUNCTIONS))}.",
+        )
+    function = getattr(importlib.import_module(CONFIG_FUNCTIONS[name]), name)
+    args = config.get("args") or {}
+    if not isinstance(args, Mapping):
+        raise ConfigError(_join(path, "args"), f"must be a mapping of argument names to values, got {args!r}.")
+    allowed = list(inspect.signature(function).parameters)
+    for k in args:
+        if k not in allowed:
+            raise ConfigError(
+                _join(path, f"args.{k}"), f"{name} has no argument {k!r}.{_suggest(str(k), allowed)} Allowed: {', '.join(allowed)}."
+            )
+    # Mappings here are data (patterns to labels), kept as written.
+    values = {k: v if isinstance(v, Mapping) else _value_from_config(v, _join(path, f"args.{k}"), k) for k, v in args.items()}
+    try:
+        return function(**values)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(path, str(e)) from None
 
 
 def _build_schedule(config: Mapping[str, Any], path: str) -> Any:

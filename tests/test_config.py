@@ -1,0 +1,260 @@
+"""Optimizers as data: to_config / from_config round trips and config error messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import yaml
+
+import gradxform as gx
+from gradxform._factory import REGISTRY  # every public factory, by name
+
+PARAMS = {
+    "w": jnp.asarray(np.random.default_rng(0).normal(size=(3, 2)), jnp.float32),
+    "b": jnp.asarray([0.5, -1.5], jnp.float32),
+}
+GRADS = [
+    jax.tree.map(lambda p, k=k: jnp.asarray(np.random.default_rng(k + 1).normal(size=p.shape), p.dtype), PARAMS)
+    for k in range(2)
+]
+
+
+def _by_path(patterns: dict[str, Any]) -> Any:
+    return gx.by_path(patterns)
+
+
+# Arguments for factories that need more than a learning rate. A factory exported by `gx`
+# whose required arguments are not all here fails `test_round_trip` with a message saying so.
+REQUIRED: dict[str, dict[str, Any]] = {
+    "accumulate_micro_batches": {"inner": lambda: gx.sgd(0.1), "num_micro_batches": 2},
+    "adaptive_grad_clip": {"clipping": 0.1},
+    "add": {"value": 0.1},
+    "add_gaussian_noise": {"variance": 0.01},
+    "add_noise": {"eta": 0.01, "gamma": 0.55},
+    "add_scaled_params": {"factor": 0.1},
+    "apply_if_finite": {"inner": lambda: gx.adam(0.1), "max_consecutive_errors": 3},
+    "bias_correction": {"decay": 0.9},
+    "branch": {"left": lambda: gx.scale(2.0), "right": lambda: gx.sgd(0.1, momentum=0.5), "combine": "multiply"},
+    "clip": {"max_delta": 0.5},
+    "clip_by_block_rms": {"threshold": 0.5},
+    "clip_by_global_norm": {"max_norm": 1.0},
+    "clip_by_norm": {"max_norm": 1.0},
+    "clip_by_step": {"clip_value_fn": lambda: gx.schedules.linear_schedule(1.0, 0.1, 10)},
+    "delay_compensation": {"lamda": 0.1},
+    "dynamic_loss_scale": {"inner": lambda: gx.sgd(0.1)},
+    "ema": {"decay": 0.9},
+    "ema_params": {"inner": lambda: gx.sgd(0.1)},
+    "freeze": {"mask": {"w": True, "b": False}},
+    "layer_moment": {"decay": 0.9},
+    "lbsgd_warmup": {"batch_scale": 4.0},
+    "lookahead": {"fast_optimizer": lambda: gx.adam(0.01), "sync_period": 2, "slow_step_size": 0.5},
+    "masked": {"inner": lambda: gx.adam(0.1), "mask": lambda: _by_path({"w": True, "*": False})},
+    "multi_precision": {"inner": lambda: gx.adamw(0.01)},
+    "multi_steps": {"opt": lambda: gx.sgd(0.1), "every_k_schedule": 2},
+    "multi_transform": {
+        "transforms": lambda: {"a": gx.sgd(0.1), "b": gx.adam(0.1)},
+        "param_labels": {"w": "a", "b": "b"},
+    },
+    "named": {"name": "head", "inner": lambda: gx.sgd(0.1)},
+    "param_group": {"optimizer": lambda: gx.adamw, "learning_rate": 0.01, "weight_decay": 0.1, "wd_mult": 0.5},
+    "partition": {
+        "transforms": lambda: {"decay": gx.adamw(0.1, weight_decay=0.1), "no_decay": gx.adam(0.1)},
+        "param_labels": lambda: _by_path({"b": "no_decay", "*": "decay"}),
+    },
+    "periodic_average": {"inner": lambda: gx.sgd(0.1), "period": 2},
+    "project_params": {"projection": lambda: gx.project_non_negative},
+    "prediction_error": {"decay": 0.9},
+    "projected": {"inner": lambda: gx.sgd(0.1), "onto": "l2_ball", "radius": 2.0},
+    "ratio": {"numerator": lambda: gx.identity(), "denominator": lambda: gx.chain(gx.square(), gx.add(1.0), gx.sqrt())},
+    "scale": {"step_size": -0.1},
+    "scale_by_power_decay": {"rate": 0.1, "power": 0.5},
+    "swa": {"inner": lambda: gx.sgd(0.1)},
+    "trace": {"decay": 0.9},
+    "yogi_moment": {"decay": 0.9},
+}
+VARIADIC: dict[str, Any] = {
+    "chain": lambda: (gx.clip(1.0), gx.adam(gx.schedules.warmup_cosine_decay_schedule(0.0, 0.1, 2, 10)), gx.named("tail", gx.scale(0.5))),
+}
+
+EXPORTED = sorted(name for name in REGISTRY if getattr(gx, name, None) is REGISTRY[name])
+
+
+def make(name: str) -> gx.GradientTransformation:
+    """The factory called with a representative argument set."""
+    factory = REGISTRY[name]
+    params = inspect.signature(factory).parameters
+    kwargs = {k: v() if callable(v) else v for k, v in REQUIRED.get(name, {}).items()}
+    if "learning_rate" in params and params["learning_rate"].default is inspect.Parameter.empty:
+        kwargs.setdefault("learning_rate", 0.01)
+    missing = [
+        p.name
+        for p in params.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in kwargs
+    ]
+    assert not missing, (
+        f"gx.{name} needs the argument(s) {missing}: add a representative value to REQUIRED in "
+        "tests/test_config.py so that its config round trip is tested."
+    )
+    positional = VARIADIC[name]() if name in VARIADIC else ()
+    return factory(*positional, **kwargs)
+
+
+def run(tx: gx.GradientTransformation, name: str = "") -> tuple[list[Any], Any]:
+    """Two updates from PARAMS; lookahead gets its two parameter sets, and
+    periodic_average runs on two replicas under ``vmap`` (its ``axis_name`` is ``batch``)."""
+    if name == "periodic_average":
+        stack = lambda t: jax.tree.map(lambda x: jnp.stack([x, 2 * x]), t)  # noqa: E731
+        params, grads = stack(PARAMS), [stack(g) for g in GRADS]
+        init, update = jax.vmap(tx.init), jax.vmap(lambda g, s, p: tx.update(g, s, p), axis_name="batch")
+    else:
+        params = gx.LookaheadParams.init_synced(PARAMS) if name == "lookahead" else PARAMS
+        grads, init = GRADS, tx.init
+        update = lambda g, s, p: tx.update(g, s, p, value=jnp.float32(1.0))  # noqa: E731
+    state, outs = init(params), []
+    for g in grads:
+        updates, state = update(g, state, params)
+        if jax.tree.map(jnp.shape, updates) == jax.tree.map(jnp.shape, params):  # not for per-layer statistics
+            params = gx.apply_updates(params, updates)
+        outs.append(updates)
+    return outs, state
+
+
+def _plain(x: Any) -> np.ndarray:
+    if jnp.issubdtype(jnp.asarray(x).dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    return np.asarray(x)
+
+
+def test_every_public_factory_is_covered():
+    assert len(EXPORTED) >= 30 and {"adam", "sgd", "chain", "named"} <= set(EXPORTED)
+    stale = sorted(set(REQUIRED) - set(REGISTRY))
+    assert not stale, f"REQUIRED names factories that no longer exist: {stale}"
+
+
+@pytest.mark.parametrize("name", EXPORTED, ids=EXPORTED)
+def test_round_trip(name, tmp_path):
+    tx = make(name)
+    config = gx.to_config(tx)
+    assert config["name"] == name
+    gx.save_yaml(config, tmp_path / "opt.yaml")
+    rebuilt = gx.from_config(tmp_path / "opt.yaml")
+    assert gx.to_config(rebuilt) == config
+    with jax.disable_jit():  # both run op by op, with no compilation of control flow
+        (want, want_state), (got, got_state) = run(tx, name), run(rebuilt, name)
+    assert jax.tree.structure(got_state) == jax.tree.structure(want_state)
+    for a, b in zip(jax.tree.leaves((want, want_state)), jax.tree.leaves((got, got_state))):
+        np.testing.assert_array_equal(_plain(a), _plain(b))
+
+
+def test_config_is_readable_and_omits_defaults():
+    tx = gx.chain(gx.clip_by_global_norm(1.0), gx.adamw(1e-3, mu_dtype=jnp.bfloat16))
+    assert gx.to_config(tx, include_defaults=False) == {
+        "name": "chain",
+        "args": {
+            "transforms": [
+                {"name": "clip_by_global_norm", "args": {"max_norm": 1.0}},
+                {"name": "adamw", "args": {"learning_rate": 0.001, "mu_dtype": "bfloat16"}},
+            ]
+        },
+    }
+    rebuilt = gx.from_config(gx.to_config(tx, include_defaults=False))
+    assert gx.to_config(rebuilt) == gx.to_config(tx)
+    assert jnp.dtype(rebuilt.spec.args["transforms"][1].spec.args["mu_dtype"]) == jnp.bfloat16
+
+
+@dataclasses.dataclass(frozen=True)
+class HalvingSchedule(gx.Schedule):
+    """A test schedule: ``init * 0.5 ** (count // every)``."""
+
+    init: float
+    every: int
+    dynamic = ("init",)
+
+    def __call__(self, count):
+        return self.init * 0.5 ** (count // self.every)
+
+
+def test_schedule_written_as_its_fields():
+    tx = gx.sgd(HalvingSchedule(0.4, 1), momentum=0.9)
+    config = gx.to_config(tx)
+    assert config["args"]["learning_rate"] == {"schedule": "HalvingSchedule", "init": 0.4, "every": 1}
+    rebuilt = gx.from_config(yaml.safe_load(yaml.safe_dump(config)))
+    assert rebuilt.spec.args["learning_rate"] == HalvingSchedule(0.4, 1)
+    lrs = [float(gx.hyperparams(run(t)[1])["learning_rate"]) for t in (tx, rebuilt)]
+    assert lrs[0] == lrs[1] == pytest.approx(0.2)
+
+
+def test_schedule_by_function_name_in_handwritten_yaml(tmp_path):
+    (tmp_path / "opt.yaml").write_text(
+        "optimizer:\n  name: adamw\n  args:\n    learning_rate:\n      schedule: warmup_cosine_decay_schedule\n"
+        "      init_value: 0.0\n      peak_value: 1e-3\n      warmup_steps: 10\n      decay_steps: 100\n"
+    )
+    tx = gx.from_config(tmp_path / "opt.yaml")
+    schedule = tx.spec.args["learning_rate"]
+    assert type(schedule).__name__ == "WarmupCosineDecaySchedule"
+    assert float(schedule(10)) == pytest.approx(1e-3)
+
+
+def test_mapping_with_reserved_keys_is_escaped():
+    params = {"name": jnp.ones(2), "args": jnp.ones(2)}
+    tx = gx.masked(gx.sgd(1.0), {"name": True, "args": False})
+    config = gx.to_config(tx)
+    assert config["args"]["mask"] == {"mapping": {"name": True, "args": False}}
+    rebuilt = gx.from_config(config)
+    out, _ = rebuilt.update(params, rebuilt.init(params), params)
+    assert out["name"].tolist() == [-1.0, -1.0] and out["args"].tolist() == [1.0, 1.0]
+
+
+def test_handmade_transformation_is_named_by_path():
+    handmade = gx.GradientTransformation(lambda p: (), lambda u, s, p=None: (u, s))
+    with pytest.raises(gx.ConfigError, match=r"args\.transforms\.1: the transformation .* cannot be written"):
+        gx.to_config(gx.chain(gx.sgd(0.1), handmade))
+    with pytest.raises(gx.ConfigError, match=r"args\.learning_rate: the function .*<lambda>"):
+        gx.to_config(gx.sgd(lambda count: 0.1))
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"name": "adamm", "args": {"learning_rate": 0.1}}, r"optimizer\.name: unknown transformation 'adamm'\. Did you mean 'adam'"),
+        ({"name": "adam", "args": {"lr": 0.1}}, r"optimizer\.args\.lr: adam has no argument 'lr'.*Allowed: learning_rate, b1, b2"),
+        ({"name": "adam", "args": {"learning_rate": -0.1}}, r"optimizer\.args\.learning_rate: .*must be >= 0, got learning_rate=-0\.1"),
+        ({"name": "adam", "args": {"learning_rate": "fast"}}, r"optimizer\.args\.learning_rate: .*must be a number or a schedule"),
+        ({"name": "adam"}, r"optimizer\.args: adam needs the argument\(s\) learning_rate"),
+        ({"name": "adam", "arg": {}}, r"optimizer: unknown key\(s\) \['arg'\]"),
+        (["adam"], r"optimizer: expected a transformation"),
+        (
+            {"name": "chain", "args": {"transforms": [{"name": "sgd", "args": {"learning_rate": 0.1, "momentum": 1.5}}]}},
+            r"optimizer\.args\.transforms\.0\.args\.momentum: sgd: momentum must be in \[0, 1\]",
+        ),
+        (
+            {"name": "sgd", "args": {"learning_rate": {"schedule": "cosine_decay", "init_value": 0.1}}},
+            r"optimizer\.args\.learning_rate\.schedule: unknown schedule 'cosine_decay'\. Did you mean 'cosine_decay_schedule'",
+        ),
+        (
+            {"name": "masked", "args": {"inner": {"name": "sgd", "args": {"learning_rate": 0.1}}, "mask": {"function": "by_pat"}}},
+            r"optimizer\.args\.mask\.function: unknown function 'by_pat'\. Did you mean 'by_path'",
+        ),
+    ],
+    ids=["unknown-name", "unknown-arg", "negative-lr", "wrong-type", "missing-arg", "unknown-key", "not-a-mapping", "nested", "unknown-schedule", "unknown-function"],
+)
+def test_errors_name_the_key(config, message):
+    with pytest.raises(gx.ConfigError, match=message):
+        gx.from_config(config, path="optimizer")
+
+
+def test_yaml_files(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(gx.ConfigError, match=rf"config file not found \(tried {missing}\)"):
+        gx.from_config(missing)
+    (tmp_path / "bad.yaml").write_text("name: [adam\n")
+    with pytest.raises(gx.ConfigError, match="not valid YAML"):
+        gx.load_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "ok.yaml").write_text("name: adam\nargs: {learning_rate: 1e-3, eps: 1E-8}\n")
+    assert gx.load_yaml(tmp_path / "ok.yaml")["args"] == {"learning_rate": 1e-3, "eps": 1e-8}
