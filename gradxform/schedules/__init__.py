@@ -6,6 +6,15 @@ optimizer's state (changeable between steps without recompiling). ``SCHEDULE_TYP
 each class name to its class, so a schedule is rebuilt from its type name and fields.
 """
 
+from gradxform.schedules.batch_size import (
+    BatchSizePlan as BatchSizePlan,
+    MicroBatchState as MicroBatchState,
+    TrainingProfile as TrainingProfile,
+    accumulate_micro_batches as accumulate_micro_batches,
+    lr_to_batch_size_schedule as lr_to_batch_size_schedule,
+    noise_scale as noise_scale,
+    training_profile as training_profile,
+)
 from gradxform.schedules.cyclic import CyclicSchedule as CyclicSchedule, cyclic_schedule as cyclic_schedule
 from gradxform.schedules.decay import (
     ConstantSchedule as ConstantSchedule,
@@ -80,7 +89,7 @@ SCHEDULE_TYPES: dict[str, type] = {
     )
 }
 
-_MODULES = ("cyclic", "decay", "join", "piecewise", "plateau", "plotting", "warmup")
+_MODULES = ("batch_size", "cyclic", "decay", "join", "piecewise", "plateau", "plotting", "warmup")
 
 # plot and evaluate stay out of __all__ so that `import gradxform as gx` keeps them under
 # gx.schedules (gx.schedules.plot) rather than at the top level.
