@@ -246,7 +246,7 @@ class UpdateRmsState(NamedTuple):
 
 
 @transformation({"decay": UNIT, "eps": REAL})
-def scale_by_update_rms(decay: float = 0.9, eps: float = 1e-6) -> GradientTransformation:
+def scale_by_update_rms(decay: float = 0.9, eps: float = 1e-6, accumulator_dtype: Any = None) -> GradientTransformation:
     """Multiplies by ``sqrt(E[x**2] + eps)``, the RMS of this stage's own past outputs.
 
     AdaDelta's numerator: the output feeds back into the state, which no chain of
@@ -255,6 +255,7 @@ def scale_by_update_rms(decay: float = 0.9, eps: float = 1e-6) -> GradientTransf
     Args:
       decay: the decay of the running mean of squared outputs (AdaDelta's ``rho``).
       eps: added inside the root.
+      accumulator_dtype: dtype of the running mean (default: the parameter's).
 
     Returns:
       A transformation with `UpdateRmsState`.
@@ -270,7 +271,7 @@ def scale_by_update_rms(decay: float = 0.9, eps: float = 1e-6) -> GradientTransf
     """
 
     def init(params):
-        return UpdateRmsState(tree_full_like(params, 0.0))
+        return UpdateRmsState(tree_full_like(params, 0.0, accumulator_dtype))
 
     def update(updates, state, params=None, **extra):
         check_same_tree(updates, state.e_x, "updates", "scale_by_update_rms's state")
