@@ -32,7 +32,8 @@ from gradxform.core import (
     Schedule as Schedule,
     apply_updates as apply_updates,
 )
-from gradxform.inspect import describe as describe
+from gradxform.inspect import Diagram as Diagram, describe as describe, diagram as diagram
+from gradxform.tracing import OptimizerTrace as OptimizerTrace, trace_optimizer as trace_optimizer
 from gradxform.optimizers import *  # noqa: F401,F403
 from gradxform.primitives import *  # noqa: F401,F403
 from gradxform.schedules import *  # noqa: F401,F403

@@ -1,14 +1,22 @@
-"""What an optimizer is made of: ``describe`` (text) and the notebook diagram (HTML)."""
+"""What an optimizer is made of: ``describe`` (text) and ``diagram`` (HTML, for notebooks).
+
+Both read a transformation's `Spec` tree. Given a state, ``diagram`` also shows the values
+the state holds: each hyperparameter's current value (changed with
+``gx.set_hyperparams`` or following a schedule) and each stage's scalar state fields.
+"""
 
 from __future__ import annotations
 
 import html
+import inspect as _pyinspect
 from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
+from gradxform._factory import REGISTRY, HyperparamsState, _nested
+from gradxform.combinators import BranchState
 from gradxform.core import GradientTransformation, Schedule, Spec, is_transformation
 
 
@@ -40,15 +48,14 @@ def _other(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _is_stage_arg(value: Any) -> bool:
+    return is_transformation(value) or (
+        isinstance(value, (tuple, list)) and bool(value) and all(is_transformation(v) for v in value)
+    ) or (isinstance(value, Mapping) and bool(value) and all(is_transformation(v) for v in value.values()))
+
+
 def _args_text(spec: Spec) -> str:
-    parts = []
-    for key, value in spec.args.items():
-        if is_transformation(value) or (
-            isinstance(value, (tuple, list)) and value and all(is_transformation(v) for v in value)
-        ):
-            continue
-        parts.append(f"{key}={format_value(value)}")
-    return ", ".join(parts)
+    return ", ".join(f"{k}={format_value(v)}" for k, v in spec.args.items() if not _is_stage_arg(v))
 
 
 def _label(tx: Any) -> str:
@@ -103,30 +110,251 @@ def describe(tx: GradientTransformation) -> str:
     return "\n".join(lines)
 
 
-def to_html(tx: GradientTransformation) -> str:
+# --------------------------------------------------------------------------- state alignment
+
+
+def is_injected(spec: Spec | None, state: Any) -> bool:
+    """Whether ``state`` is the `HyperparamsState` of the stage described by ``spec`` (a
+    factory called by the user keeps its hyperparameters in the state; one called inside
+    another factory does not)."""
+    return (
+        spec is not None
+        and bool(spec.hyperparams)
+        and isinstance(state, HyperparamsState)
+        and set(state.hyperparams) == set(spec.hyperparams)
+    )
+
+
+def rebuild(spec: Spec, values: Mapping[str, Any]) -> GradientTransformation | None:
+    """The composition ``spec`` expands to, built again with some arguments replaced.
+
+    This is what an injected transformation does inside each ``update`` (with the values
+    from its state), so the result shows, and computes with, the current hyperparameters.
+    Values may be tracers. Returns ``None`` if the factory is not registered.
+    """
+    factory = REGISTRY.get(spec.name)
+    if factory is None:
+        return spec.body
+    bound = _pyinspect.BoundArguments(_pyinspect.signature(factory), {**spec.args, **values})  # type: ignore[arg-type]
+    with _nested():
+        built = factory(*bound.args, **bound.kwargs)
+    return built.spec.body if built.spec is not None else None
+
+
+def child_states(spec: Spec, kids: list[tuple[str, Any]], state: Any) -> list[Any]:
+    """The states of ``kids`` (a node's children) inside the node's ``state``, where the
+    layout is known (chain, branch, ratio, named, expansions and single-inner wrappers such
+    as masked and partition); ``None`` where it is not."""
+    none = [None] * len(kids)
+    if state is None:
+        return none
+    if kids and kids[0][0] == "=":
+        return [state]
+    if spec.name == "chain":
+        return list(state) if isinstance(state, tuple) and len(state) == len(kids) else none
+    if spec.name in ("branch", "ratio"):
+        return [state.left, state.right] if isinstance(state, BranchState) else none
+    if spec.name == "named":
+        return [state.get(spec.args["name"])] if isinstance(state, Mapping) else none
+    inner = getattr(state, "inner_state", None)
+    if len(kids) == 1 and inner is not None:
+        return [inner]
+    if isinstance(inner, Mapping):
+        by_name = {str(k): getattr(v, "inner_state", v) for k, v in inner.items()}
+        return [by_name.get(name) for name, _ in kids]
+    return none
+
+
+# --------------------------------------------------------------------------- diagram
+
+_OPS = {"add": "+", "subtract": "−", "multiply": "×", "divide": "÷"}
+_FONT = "font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px;line-height:1.35"
+_CARD = "border:1px solid {border};border-radius:6px;padding:4px 8px;background:{bg};margin:0"
+_LEAF = _CARD.format(border="#7a9cc6", bg="#eef4fb")
+_COMPOSED = _CARD.format(border="#c9a227", bg="#fffaf0")
+_WRAPPER = _CARD.format(border="#999", bg="#f7f7f7")
+_COLUMN = "display:flex;flex-direction:column;align-items:stretch;gap:0"
+_ROW = "display:flex;flex-direction:row;align-items:flex-start;gap:10px"
+_ARROW = "<div style='text-align:center;color:#888;line-height:1.1'>↓</div>"
+_PILL = "<div style='align-self:center;border-radius:10px;background:#e8e8e8;padding:1px 10px;color:#444'>{}</div>"
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _defaults(name: str) -> dict[str, Any]:
+    factory = REGISTRY.get(name)
+    if factory is None:
+        return {}
+    params = _pyinspect.signature(factory).parameters.values()
+    return {p.name: p.default for p in params if p.default is not p.empty}
+
+
+def _shown_args(spec: Spec) -> list[tuple[str, Any]]:
+    """Hyperparameters always; other arguments where they differ from the default."""
+    defaults = _defaults(spec.name)
+    shown = []
+    for key, value in spec.args.items():
+        if value is None or _is_stage_arg(value):
+            continue
+        if key not in spec.hyperparams and key in defaults and format_value(defaults[key]) == format_value(value):
+            continue
+        shown.append((key, value))
+    return shown
+
+
+def _hyper_lines(spec: Spec, state: Any) -> str:
+    now = dict(state.hyperparams) if is_injected(spec, state) else {}
+    items = []
+    for key, value in _shown_args(spec):
+        text = f"{key}={format_value(value)}"
+        if key in now and format_value(now[key]) != format_value(value):
+            items.append(f"<span style='white-space:nowrap'>{_esc(text)} <b>→ now {_esc(format_value(now[key]))}</b></span>")
+        else:
+            items.append(f"<span style='white-space:nowrap'>{_esc(text)}</span>")
+    return f"<div style='max-width:30em'>{' &nbsp;'.join(items)}</div>" if items else ""
+
+
+def _state_line(spec: Spec | None, state: Any) -> str:
+    if is_injected(spec, state):
+        return f"<div style='color:#777'>step {int(state.count)}</div>"
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        scalars = [
+            f"{f}={format_value(getattr(state, f))}"
+            for f in state._fields
+            if hasattr(getattr(state, f), "shape") and np.ndim(getattr(state, f)) == 0
+        ]
+        if scalars:
+            return f"<div style='color:#777'>state: {_esc(', '.join(scalars))}</div>"
+    return ""
+
+
+def _card(node: Any, state: Any, depth: int, tag: str = "") -> str:
+    spec = getattr(node, "spec", None)
+    head = f"<span style='color:#777'>{_esc(tag)}</span> " if tag else ""
+    if spec is None:
+        return (f"<div style='{_WRAPPER}'>{head}<b>{_esc(type(node).__module__.split('.')[0])}."
+                f"{_esc(type(node).__name__)}</b> <i style='color:#777'>(opaque)</i></div>")
+    if spec.name == "chain":
+        return _flow(node, state, depth, tag)
+    if spec.name in ("branch", "ratio"):
+        return _branches(node, state, depth, tag)
+    if spec.name == "named":
+        inner_state = child_states(spec, children(node), state)[0]
+        return _card(spec.args["inner"], inner_state, depth, f"{tag} {spec.args['name']}:".strip())
+    kids = children(node)
+    body = ""
+    expands = bool(kids) and kids[0][0] == "="
+    if expands:
+        inner = node.spec.body
+        body_state = state.inner_state if is_injected(spec, state) else state
+        if is_injected(spec, state):
+            inner = rebuild(spec, state.hyperparams) or inner
+        content = _card(inner, body_state, depth + 1)
+        flat = all(getattr(getattr(c, "spec", None), "body", None) is None for _, c in children(inner))
+        is_open = " open" if depth == 0 or not flat else ""
+        body = (f"<details{is_open} style='margin-top:3px'><summary style='color:#777;cursor:pointer'>"
+                f"composition</summary><div style='margin-top:3px'>{content}</div></details>")
+    elif kids:
+        states = child_states(spec, kids, state)
+        style = _ROW if len(kids) > 1 else _COLUMN
+        body = f"<div style='{style};margin-top:3px'>" + "".join(
+            _card(c, s, depth + 1, n) for (n, c), s in zip(kids, states)
+        ) + "</div>"
+    inner_state = state.inner_state if is_injected(spec, state) else state
+    info = _hyper_lines(spec, state) + _state_line(spec, state if is_injected(spec, state) else inner_state)
+    info = f"<div style='color:#333'>{info}</div>" if info else ""
+    style = _COMPOSED if expands else _LEAF if not kids else _WRAPPER
+    return f"<div style='{style}'>{head}<b>{_esc(spec.name)}</b>{info}{body}</div>"
+
+
+def _flow(node: Any, state: Any, depth: int, tag: str) -> str:
+    kids = children(node)
+    states = child_states(node.spec, kids, state)
+    stages = _ARROW.join(_card(c, s, depth, f"{n}") for (n, c), s in zip(kids, states)) or _PILL.format("identity")
+    label = f"<div style='color:#777'>{_esc(tag)} chain</div>" if tag else ""
+    return f"<div style='{_COLUMN}'>{label}{stages}</div>"
+
+
+def _branches(node: Any, state: Any, depth: int, tag: str) -> str:
+    spec = node.spec
+    kids = children(node)
+    states = child_states(spec, kids, state)
+    op = "divide" if spec.name == "ratio" else spec.args.get("combine", "add")
+    sides = "".join(
+        f"<div style='{_COLUMN};flex:1'>{_card(c, s, depth, n)}</div>" for (n, c), s in zip(kids, states)
+    )
+    names = f" {_OPS.get(op, op)} ".join(n for n, _ in kids)
+    combine = _PILL.format(_esc(f"{spec.name}: {names}"))
+    label = f"<div style='color:#777'>{_esc(tag)}</div>" if tag else ""
+    return (f"<div style='{_WRAPPER};border-style:dashed'>{label}<div style='{_ROW}'>{sides}</div>"
+            f"{_ARROW}{combine}</div>")
+
+
+def to_html(tx: GradientTransformation, state: Any = None) -> str:
     """An HTML diagram of a composition, for notebooks (``_repr_html_``).
+
+    Data flows from top (gradients) to bottom (updates): a chain's stages one under the
+    other, a branch's two sides side by side above the node that combines them, a named
+    optimizer as a box with its hyperparameters and, folded inside, the composition it
+    expands to.
+
+    Args:
+      tx: any transformation (an Optax one shows as an opaque box).
+      state: optionally, the transformation's state (from ``init`` or ``update``): each
+        hyperparameter then also shows its current value where it differs from the one
+        given at construction, with each stage's step count and scalar state fields.
+
+    Returns:
+      A self-contained HTML fragment (inline styles, no scripts).
+
+    Example:
+      >>> import gradxform as gx
+      >>> html = gx.inspect.to_html(gx.adam(1e-3))
+      >>> "scale_by_learning_rate" in html and "learning_rate=0.001" in html
+      True
+    """
+    body = _card(tx, state, 0)
+    return (f"<div style='{_FONT};{_COLUMN};align-items:flex-start;display:inline-flex'>"
+            f"{_PILL.format('gradients')}{_ARROW}{body}{_ARROW}{_PILL.format('updates')}</div>")
+
+
+class Diagram:
+    """A transformation, optionally with its state, that renders as a diagram in notebooks.
+
+    Attributes:
+      tx: the transformation.
+      state: its state, or ``None``.
+    """
+
+    def __init__(self, tx: GradientTransformation, state: Any = None):
+        self.tx = tx
+        self.state = state
+
+    def _repr_html_(self) -> str:
+        return to_html(self.tx, self.state)
+
+    def __repr__(self) -> str:
+        return describe(self.tx)
+
+
+def diagram(tx: GradientTransformation, state: Any = None) -> Diagram:
+    """The notebook diagram of ``tx``, showing the current values held in ``state``.
 
     Args:
       tx: any transformation.
+      state: its state (``tx.init(params)`` or the latest ``update``'s), or ``None``.
 
     Returns:
-      Nested boxes: a chain's stages left to right, a branch's sides stacked, the
-      hyperparameters inside each box.
+      A `Diagram`: the last expression of a notebook cell renders it as HTML (see
+      `to_html`); elsewhere it prints as `describe`.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.sgd(0.1)
+      >>> state = gx.set_hyperparams(tx.init(jnp.zeros(2)), learning_rate=0.05)
+      >>> "now 0.05" in gx.diagram(tx, state)._repr_html_()
+      True
     """
-
-    def box(node: Any, name: str = "") -> str:
-        spec = getattr(node, "spec", None)
-        title = html.escape(spec.name if spec else "opaque")
-        args = html.escape(_args_text(spec)) if spec else ""
-        kids = children(node)
-        flow = "row" if spec is not None and spec.name == "chain" else "column"
-        inner = "".join(box(c, n) for n, c in kids)
-        head = f"<b>{html.escape(name + ': ') if name and name not in '=0123456789' else ''}{title}</b>"
-        sub = f"<div style='font-size:smaller;color:#555'>{args}</div>" if args else ""
-        body = f"<div style='display:flex;flex-direction:{flow};gap:4px;margin-top:4px'>{inner}</div>" if inner else ""
-        return (
-            "<div style='border:1px solid #999;border-radius:4px;padding:4px;margin:2px;"
-            f"font-family:monospace;background:#fafafa'>{head}{sub}{body}</div>"
-        )
-
-    return box(tx)
+    return Diagram(tx, state)
