@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from gradxform.core import REAL, Interval
@@ -25,7 +27,7 @@ class CyclicSchedule(BaseSchedule):
     dynamic = ("init_value", "peak_value", "gamma")
     factory = "cyclic_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         t = step(count)
         up = self.step_size_up
         length = up + (up if self.step_size_down is None else self.step_size_down)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform.core import NON_NEGATIVE, POSITIVE, REAL, Interval
+from gradxform.core import NON_NEGATIVE, POSITIVE, REAL
 from gradxform.schedules._util import FLOAT, BaseSchedule, check_int, check_number, step
 
 # ----------------------------------------------------------------------------- formulas
@@ -64,7 +64,7 @@ class ConstantSchedule(BaseSchedule):
     dynamic = ("value",)
     factory = "constant_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         return jnp.broadcast_to(jnp.asarray(self.value, FLOAT), jnp.shape(count))
 
 
@@ -80,7 +80,7 @@ class PolynomialSchedule(BaseSchedule):
     dynamic = ("init_value", "end_value", "power")
     factory = "polynomial_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         return polynomial_value(
             step(count), self.init_value, self.end_value, self.power, self.transition_steps, self.transition_begin
         )
@@ -97,7 +97,7 @@ class LinearSchedule(BaseSchedule):
     dynamic = ("init_value", "end_value")
     factory = "linear_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         return polynomial_value(step(count), self.init_value, self.end_value, 1.0, self.transition_steps, self.transition_begin)
 
 
@@ -114,7 +114,7 @@ class ExponentialDecay(BaseSchedule):
     dynamic = ("init_value", "decay_rate", "end_value")
     factory = "exponential_decay"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         return exponential_value(
             step(count), self.init_value, self.transition_steps, self.decay_rate,
             self.transition_begin, self.staircase, self.end_value,
@@ -132,7 +132,7 @@ class CosineDecaySchedule(BaseSchedule):
     dynamic = ("init_value", "alpha", "exponent")
     factory = "cosine_decay_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         return cosine_value(step(count), self.init_value, self.decay_steps, self.alpha, self.exponent)
 
 
@@ -147,7 +147,7 @@ class InverseTimeDecay(BaseSchedule):
     dynamic = ("init_value", "decay_rate")
     factory = "inverse_time_decay"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         p = jnp.maximum(step(count), 0) / self.transition_steps
         if self.staircase:
             p = jnp.floor(p)
@@ -165,7 +165,7 @@ class StepDecaySchedule(BaseSchedule):
     dynamic = ("init_value", "factor")
     factory = "step_decay_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         epoch = jnp.floor(jnp.maximum(step(count), 0) / self.steps_per_epoch)
         if isinstance(self.milestones, (int, np.integer)):
             n = jnp.floor(epoch / self.milestones)
@@ -191,7 +191,7 @@ class MultiplicativeSchedule(BaseSchedule):
             del args["factor"]
         return args
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         t = jnp.maximum(step(count), 0)
         if not isinstance(self.factor, (tuple, list)):
             return self.init_value * jnp.power(jnp.asarray(self.factor, FLOAT), t)

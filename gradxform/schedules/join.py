@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from gradxform.core import Schedule, is_schedule
@@ -43,7 +44,7 @@ class JoinedSchedule(BaseSchedule):
         pieces = tuple(s.replace(**nested[i]) if i in nested else s for i, s in enumerate(self.schedules))
         return dataclasses.replace(self, schedules=pieces)
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         t = jnp.asarray(count)
         out = self.schedules[0](t)
         for boundary, piece in zip(self.boundaries, self.schedules[1:]):

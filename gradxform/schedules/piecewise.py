@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +61,7 @@ class PiecewiseConstantSchedule(BaseSchedule):
     dynamic = ("init_value",)
     factory = "piecewise_constant_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         t = step(count)
         value = jnp.broadcast_to(jnp.asarray(self.init_value, FLOAT), jnp.shape(t))
         for boundary, scale in sorted((self.boundaries_and_scales or {}).items()):
@@ -78,7 +79,7 @@ class PiecewiseInterpolateSchedule(BaseSchedule):
     dynamic = ("init_value",)
     factory = "piecewise_interpolate_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         items = sorted((int(b), s) for b, s in (self.boundaries_and_scales or {}).items())
         return interpolate_value(
             step(count), self.interpolate_type, self.init_value, [b for b, _ in items], [s for _, s in items]
@@ -98,7 +99,7 @@ class LinearOnecycleSchedule(BaseSchedule):
     dynamic = ("peak_value", "div_factor", "final_div_factor")
     factory = "linear_onecycle_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         keys, scales = _onecycle_points(
             self.transition_steps, self.pct_start, self.pct_final, self.div_factor, self.final_div_factor
         )
@@ -117,7 +118,7 @@ class CosineOnecycleSchedule(BaseSchedule):
     dynamic = ("peak_value", "div_factor", "final_div_factor")
     factory = "cosine_onecycle_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         keys, scales = _onecycle_points(self.transition_steps, self.pct_start, None, self.div_factor, self.final_div_factor)
         return interpolate_value(step(count), "cosine", self.peak_value / self.div_factor, keys, scales)
 
@@ -130,7 +131,7 @@ class StepwiseSchedule(BaseSchedule):
     boundaries: tuple[int, ...] = ()
     factory = "stepwise_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         t = step(count)
         index = jnp.sum(t[..., None] >= jnp.asarray(self.boundaries, FLOAT).reshape(-1), axis=-1)
         return jnp.asarray(self.values, FLOAT)[index]

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from gradxform.core import POSITIVE, REAL
@@ -25,7 +26,7 @@ class WarmupConstantSchedule(BaseSchedule):
     dynamic = ("init_value", "peak_value")
     factory = "warmup_constant_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         return polynomial_value(step(count), self.init_value, self.peak_value, 1.0, self.warmup_steps, 0)
 
 
@@ -42,7 +43,7 @@ class WarmupCosineDecaySchedule(BaseSchedule):
     dynamic = ("init_value", "peak_value", "end_value", "exponent")
     factory = "warmup_cosine_decay_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         t = step(count)
         peak = jnp.asarray(self.peak_value, jnp.float32)
         alpha = jnp.where(peak == 0, 0.0, self.end_value / jnp.where(peak == 0, 1.0, peak))
@@ -66,7 +67,7 @@ class WarmupExponentialDecaySchedule(BaseSchedule):
     dynamic = ("init_value", "peak_value", "decay_rate", "end_value")
     factory = "warmup_exponential_decay_schedule"
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         t = step(count)
         warm = polynomial_value(t, self.init_value, self.peak_value, 1.0, self.warmup_steps, 0)
         decay = exponential_value(
@@ -97,7 +98,7 @@ class SGDRSchedule(BaseSchedule):
         cycles = tuple({**kw, **nested.get(i, {})} for i, kw in enumerate(self.cosine_kwargs))
         return dataclasses.replace(self, cosine_kwargs=cycles)
 
-    def __call__(self, count):
+    def __call__(self, count: Any) -> jax.Array:
         t = step(count)
         start = 0
         out = WarmupCosineDecaySchedule(**self.cosine_kwargs[0])(t)
