@@ -296,3 +296,17 @@ def test_plot_draws_a_matplotlib_figure():
     matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match="num_steps"):
         S.plot(S.constant_schedule(1.0), 0)
+
+
+def test_evaluate_falls_back_to_python_for_functions_that_do_not_trace():
+    branching = lambda t: 1.0 if t < 3 else 0.5  # Python control flow on the step
+    assert S.evaluate(branching, 5).tolist() == [1.0, 1.0, 1.0, 0.5, 0.5]
+
+
+def test_plot_without_matplotlib_says_how_to_fix_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match="optional dependency"):
+        S.plot(S.constant_schedule(1.0), 10)
