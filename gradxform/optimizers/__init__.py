@@ -41,6 +41,28 @@ from gradxform.optimizers.online import FtmlState as FtmlState, FtrlState as Ftr
 from gradxform.optimizers.stochastic import asgd as asgd, dcasgd as dcasgd, sgld as sgld
 # --- end issue 3, optimizers Optax lacks ---
 
+# --- issue 3, Optax's remaining optimizers (first half) ---
+from gradxform.optimizers.adaptive_variants import (
+    adabelief as adabelief,
+    adan as adan,
+    novograd as novograd,
+    radam as radam,
+    scale_by_adan as scale_by_adan,
+    scale_by_belief as scale_by_belief,
+    scale_by_novograd as scale_by_novograd,
+    scale_by_radam as scale_by_radam,
+    scale_by_yogi as scale_by_yogi,
+    yogi as yogi,
+)
+from gradxform.optimizers.factored import adafactor as adafactor, scale_by_sm3 as scale_by_sm3, sm3 as sm3
+from gradxform.optimizers.large_batch import fromage as fromage, lamb as lamb, lars as lars
+from gradxform.optimizers.noisy import noisy_sgd as noisy_sgd
+from gradxform.optimizers.optimistic import (
+    optimistic_adam_v2 as optimistic_adam_v2,
+    optimistic_gradient_descent as optimistic_gradient_descent,
+    scale_by_optimistic_gradient as scale_by_optimistic_gradient,
+)
+# --- end issue 3 (first half) ---
 # --- issue 3, Optax's remaining optimizers (second half) ---
 from gradxform.optimizers.polyak import polyak_sgd as polyak_sgd, scale_by_polyak as scale_by_polyak
 from gradxform.optimizers.recent_adaptive import (

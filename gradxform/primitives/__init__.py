@@ -33,6 +33,30 @@ from gradxform.primitives.moments import (
 )
 from gradxform.primitives.weight_decay import add_decayed_weights as add_decayed_weights
 
+# --- issue 3, Optax's remaining optimizers (first half) ---
+from gradxform.primitives.factored import (
+    FactoredRmsState as FactoredRmsState,
+    Sm3State as Sm3State,
+    scale_by_factored_rms as scale_by_factored_rms,
+    sm3_accumulator as sm3_accumulator,
+)
+from gradxform.primitives.history import PreviousState as PreviousState, previous as previous
+from gradxform.primitives.layerwise import (
+    add_scaled_params as add_scaled_params,
+    scale_by_param_block_norm as scale_by_param_block_norm,
+    scale_by_param_block_rms as scale_by_param_block_rms,
+    scale_by_trust_ratio as scale_by_trust_ratio,
+)
+from gradxform.primitives.second_moments import (
+    LayerMomentState as LayerMomentState,
+    PredictionErrorState as PredictionErrorState,
+    YogiMomentState as YogiMomentState,
+    layer_moment as layer_moment,
+    prediction_error as prediction_error,
+    rectify as rectify,
+    yogi_moment as yogi_moment,
+)
+# --- end issue 3 (first half) ---
 # --- issue 3, optimizers Optax lacks ---
 from gradxform.primitives.proximal import (
     ProximalState as ProximalState,
