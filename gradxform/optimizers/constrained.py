@@ -225,4 +225,5 @@ def projected(
         plane_offset = 0.0 if offset is None else offset
         projection = lambda x, a=None: project_hyperplane(x, a, plane_offset)
         leaf_args = normal
-    return chain(inner, project_params(projection, apply_to=apply_to, leaf_args=leaf_args))
+    entrywise = onto in ("box", "non_negative")
+    return chain(inner, project_params(projection, apply_to=apply_to, leaf_args=leaf_args, elementwise=entrywise))

@@ -43,8 +43,8 @@ def sgld(
     Args:
       learning_rate: the first step size ``eps_0``, >= 0.
       temperature: scales the noise variance, >= 0.
-      decay_steps: ``b``, the number of steps over which the step size halves its
-        ``1 / gamma``-th root, > 0.
+      decay_steps: ``b``, the time scale of the decay: after ``decay_steps`` steps the step
+        size has fallen by the factor ``2 ** -gamma``, > 0.
       gamma: the decay exponent, >= 0.
       seed: seed of the noise.
 

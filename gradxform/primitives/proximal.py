@@ -233,11 +233,12 @@ def project_hyperplane(x: jax.Array, normal: Any = None, offset: Any = 0.0) -> j
 
 
 def to_updates(new_params: Params, params: Params) -> Updates:
-    """``new_params - params``, corrected so that adding it to ``params`` gives ``new_params``.
+    """The updates that move ``params`` to ``new_params``: ``new_params - params``, leaf by leaf.
 
-    One correction step ``u + (new - (params + u))`` removes the rounding of the difference
-    in all but pathological cases (parameters many orders of magnitude apart), so bounds
-    reached by a projection hold exactly after `gradxform.apply_updates`.
+    `gradxform.apply_updates` then lands exactly on ``new_params`` wherever the difference is
+    exact in floating point: where a new value is 0 (a bound at zero is reached from
+    anywhere) or within a factor 2 of the old one (Sterbenz's lemma); elsewhere within one
+    rounding. `project_params` adds a correction for sets bounded entry by entry.
 
     Args:
       new_params: the parameters the step should reach.
@@ -248,16 +249,24 @@ def to_updates(new_params: Params, params: Params) -> Updates:
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
-      >>> p = jnp.array([0.3])
-      >>> (p + gx.to_updates(jnp.array([1.0]), p)).tolist()
-      [1.0]
+      >>> p = jnp.array([0.3, 7.0])
+      >>> (p + gx.to_updates(jnp.array([0.5, 0.0]), p)).tolist()
+      [0.5, 0.0]
     """
+    return jax.tree.map(lambda new, p: new - p, new_params, params)
 
-    def one(new, p):
-        u = new - p
-        return u + (new - (p + u))
 
-    return jax.tree.map(one, new_params, params)
+def _nudge_inside(u: jax.Array, w: jax.Array, project: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """Moves ``u`` by units in the last place until ``w + u``, rounded, is a fixed point of
+    an entrywise projection. ``fl(w + u)`` is monotone in ``u``, and where the difference
+    was inexact ``|u|`` is at least half of ``|w + u|``, so each step moves the sum by about
+    one unit: three steps suffice."""
+    for _ in range(3):
+        r = (w + u).astype(w.dtype)
+        direction = project(r) - r
+        target = jnp.where(direction > 0, jnp.inf, -jnp.inf).astype(u.dtype)
+        u = jnp.where(direction != 0, jnp.nextafter(u, target), u)
+    return u
 
 
 def _needs_params(owner: str, params: Params | None) -> None:
@@ -354,7 +363,9 @@ def proximal_step(
 
 
 @transformation()
-def project_params(projection: Projection, *, apply_to: Any = None, leaf_args: Any = None) -> GradientTransformation:
+def project_params(
+    projection: Projection, *, apply_to: Any = None, leaf_args: Any = None, elementwise: bool = False
+) -> GradientTransformation:
     """Makes the updates land on a set: outputs ``project(w + u) - w`` for each leaf.
 
     Placed last in a chain (after the learning rate), it turns any optimizer into a projected
@@ -367,6 +378,9 @@ def project_params(projection: Projection, *, apply_to: Any = None, leaf_args: A
         left unconstrained; ``None`` constrains every leaf.
       leaf_args: a tree like the parameters of per-leaf arguments of the projection (a
         hyperplane's normal), or ``None``.
+      elementwise: the set is bounded entry by entry (a box, an orthant); then the updates
+        are corrected by units in the last place so that ``w + u`` *as rounded* lies in the
+        set, not only the exact sum (other sets hold up to the rounding of their norms).
 
     Returns:
       A stateless transformation; its ``update`` needs ``params``.
@@ -406,7 +420,16 @@ def project_params(projection: Projection, *, apply_to: Any = None, leaf_args: A
                 )
             return projection(target, *args).astype(w.dtype)
 
-        new = jax.tree.map(one, updates, params, mask, extras, is_leaf=lambda x: isinstance(x, tuple) and not x)
-        return to_updates(new, params), state
+        new = jax.tree.map(one, updates, params, mask, extras)
+        out = to_updates(new, params)
+        if elementwise:
+            out = jax.tree.map(
+                lambda u, w, on, args: _nudge_inside(u, w, lambda r: projection(r, *args)) if on else u,
+                out,
+                params,
+                mask,
+                extras,
+            )
+        return out, state
 
     return GradientTransformation(lambda params: EmptyState(), update)
