@@ -98,7 +98,6 @@ CASES.update(
         "sgld": Case(lambda lr: gx.sgld(lr, temperature=1e-6, gamma=0.1), 0.1, 3e-3, 3000),
         "asgd": Case(lambda lr: gx.asgd(lr, t0=100.0), 0.1, 1e-3, 2000),
         "lbsgd": Case(lambda lr: gx.lbsgd(lr, warmup_epochs=2, updates_per_epoch=10, batch_scale=2.0), 0.05, 5e-4, 2000),
-        "lbsgd-lars": Case(lambda lr: gx.lbsgd(lr, momentum=0.9, warmup_strategy="lars"), 0.05, 1e-3, 2000),
         "proximal_gradient": Case(lambda lr: gx.proximal_gradient(lr, l1=1e-4, l2=1e-4), 0.1, 1e-3, 2000),
         "proximal_adagrad": Case(lambda lr: gx.proximal_adagrad(lr, l1=1e-4), 0.5, 0.5, 1000),
         # projections are onto sets of real arrays: no complex runs
