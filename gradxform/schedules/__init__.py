@@ -19,22 +19,24 @@ from gradxform.schedules.cyclic import CyclicSchedule as CyclicSchedule, cyclic_
 from gradxform.schedules.decay import (
     ConstantSchedule as ConstantSchedule,
     CosineDecaySchedule as CosineDecaySchedule,
-    ExponentialDecay as ExponentialDecay,
     InverseTimeDecay as InverseTimeDecay,
     LinearSchedule as LinearSchedule,
-    MultiplicativeSchedule as MultiplicativeSchedule,
     PolynomialSchedule as PolynomialSchedule,
-    StepDecaySchedule as StepDecaySchedule,
     constant_schedule as constant_schedule,
     cosine_decay_schedule as cosine_decay_schedule,
-    exponential_decay as exponential_decay,
     inverse_time_decay as inverse_time_decay,
     linear_schedule as linear_schedule,
-    multiplicative_schedule as multiplicative_schedule,
     polynomial_schedule as polynomial_schedule,
-    step_decay_schedule as step_decay_schedule,
 )
 from gradxform.schedules.join import JoinedSchedule as JoinedSchedule, join_schedules as join_schedules
+from gradxform.schedules.multiplicative import (
+    ExponentialDecay as ExponentialDecay,
+    MultiplicativeSchedule as MultiplicativeSchedule,
+    StepDecaySchedule as StepDecaySchedule,
+    exponential_decay as exponential_decay,
+    multiplicative_schedule as multiplicative_schedule,
+    step_decay_schedule as step_decay_schedule,
+)
 from gradxform.schedules.piecewise import (
     CosineOnecycleSchedule as CosineOnecycleSchedule,
     LinearOnecycleSchedule as LinearOnecycleSchedule,
@@ -89,7 +91,7 @@ SCHEDULE_TYPES: dict[str, type] = {
     )
 }
 
-_MODULES = ("batch_size", "cyclic", "decay", "join", "piecewise", "plateau", "plotting", "warmup")
+_MODULES = ("batch_size", "cyclic", "decay", "join", "multiplicative", "piecewise", "plateau", "plotting", "warmup")
 
 # plot and evaluate stay out of __all__ so that `import gradxform as gx` keeps them under
 # gx.schedules (gx.schedules.plot) rather than at the top level.

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 
 from gradxform.core import POSITIVE, REAL
 from gradxform.schedules._util import BaseSchedule, check_int, check_number, step
-from gradxform.schedules.decay import cosine_value, exponential_value, polynomial_value
+from gradxform.schedules.decay import cosine_value, polynomial_value
 from gradxform.schedules.join import split_nested
+from gradxform.schedules.multiplicative import exponential_value
 
 
 @dataclasses.dataclass(frozen=True, repr=False, eq=False)
