@@ -1,4 +1,5 @@
-"""Decay schedules given by a formula of the step: constant, polynomial and linear, cosine, inverse-time.
+"""Decay schedules given by a formula of the step: constant, polynomial and linear,
+cosine, and inverse-time.
 
 Each public function validates its arguments and returns a frozen-dataclass `Schedule`
 whose numeric fields (``dynamic``) the optimizer keeps in its state, so they can be changed
