@@ -62,16 +62,16 @@ CASES.update(
     {
         "adabelief": Case(lambda lr: gx.adabelief(lr), 0.05, 0.02, 1000),
         "yogi": Case(lambda lr: gx.yogi(lr), 0.05, 0.02, 1000),
-        "radam": Case(lambda lr: gx.radam(lr), 0.05, 0.02, 1000),
+        "radam": Case(lambda lr: gx.radam(lr), 0.05, 0.005, 1000),
         "adan": Case(lambda lr: gx.adan(lr), 0.05, 0.02, 1000),
         "novograd": Case(lambda lr: gx.novograd(lr), 0.02, 1e-3, 2000),
-        "lamb": Case(lambda lr: gx.lamb(lr), 0.05, 0.02, 1000),
+        "lamb": Case(lambda lr: gx.lamb(lr), 0.05, 0.02, 2000),
         "lars": Case(lambda lr: gx.lars(lr, trust_coefficient=0.1), 0.5, 0.05, 2000),
         "fromage": Case(lambda lr: gx.fromage(lr), 0.05, 0.01, 2000),
         "adafactor": Case(lambda lr: gx.adafactor(lr, multiply_by_parameter_scale=False), 0.05, 0.01, 1000),
         "sm3": Case(lambda lr: gx.sm3(lr), 0.5, 0.5, 1000, complex_ok=False),
         "noisy_sgd": Case(lambda lr: gx.noisy_sgd(lr, key=0), 0.1, 1e-3, 2000),
-        "optimistic_gradient_descent": Case(lambda lr: gx.optimistic_gradient_descent(lr), 0.05, 5e-4, 2000),
+        "optimistic_gradient_descent": Case(lambda lr: gx.optimistic_gradient_descent(lr), 0.05, 1e-3, 2000),
         "optimistic_adam_v2": Case(lambda lr: gx.optimistic_adam_v2(lr), 0.02, 0.01, 1000),
     }
 )
