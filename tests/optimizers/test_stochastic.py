@@ -16,21 +16,35 @@ STEPS = 50
 # --------------------------------------------------------------------------- SGLD
 
 
-def sgld_drift_paper(a, b, gamma, steps, w):
-    """Welling & Teh 2011, eq. 4 without the noise term: w <- w - eps_t / 2 * grad, with
-    eps_t = a * (1 + t / b) ** -gamma (the paper's a' (b + t) ** -gamma, a' = a * b ** gamma)."""
+def sgld_paper(a, b, gamma, steps, w, noise):
+    """Welling & Teh 2011, eq. 4: w <- w - eps_t / 2 * grad + eta_t, eta_t ~ N(0, eps_t), with
+    eps_t = a * (1 + t / b) ** -gamma (the paper's a' (b + t) ** -gamma, a' = a * b ** gamma).
+    The draws eta_t are given (see the test)."""
     for t in range(steps):
         eps_t = a * (1 + t / b) ** -gamma
-        w = w - eps_t / 2 * coupled_grad(w)
+        w = w - eps_t / 2 * coupled_grad(w) + noise[t]
     return w
 
 
-def test_sgld_drift_matches_paper():
-    gamma, decay_steps = 0.55, 10.0
-    tx = gx.sgld(0.1, temperature=0.0, decay_steps=decay_steps, gamma=gamma)
+def test_sgld_matches_paper():
+    """The noise depends on the key only, not on the gradients: a run on a zero gradient
+    yields the draws, which the NumPy loop then adds to its own drift."""
+    tx = gx.sgld(0.1, temperature=0.5, decay_steps=10.0, gamma=0.55, seed=4)
     params, _ = run(tx, STEPS)
-    expected = sgld_drift_paper(0.1, decay_steps, gamma, STEPS, flat(mixed_params()))
-    np.testing.assert_allclose(flat(params), expected, rtol=2e-5, atol=2e-6)
+    p0 = mixed_params()
+    zeros = jax.tree.map(jnp.zeros_like, p0)
+
+    def draw(state, _):
+        u, state = tx.update(zeros, state, p0)
+        return state, u
+
+    _, noise = jax.jit(lambda s: jax.lax.scan(draw, s, None, length=STEPS))(tx.init(p0))
+    noise = [flat(jax.tree.map(lambda x: x[t], noise)) for t in range(STEPS)]
+    expected = sgld_paper(0.1, 10.0, 0.55, STEPS, flat(p0), noise)
+    np.testing.assert_allclose(flat(params), expected, rtol=2e-5, atol=2e-5)
+    # The noise is not negligible here: without it the run ends elsewhere.
+    drift_only = sgld_paper(0.1, 10.0, 0.55, STEPS, flat(p0), np.zeros((STEPS, expected.size)))
+    assert np.max(np.abs(expected - drift_only)) > 0.1
 
 
 def test_sgld_noise_has_the_step_size_as_variance():
