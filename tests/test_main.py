@@ -1,0 +1,103 @@
+"""The command line (``python -m gradxform``), run in subprocesses with few steps."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import gradxform as gx
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+# One CPU device, and a cheaper XLA compile: these runs are short, compilation dominates.
+ENV = {
+    **os.environ,
+    "JAX_PLATFORMS": "cpu",
+    "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gradxform", *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600
+    )
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_default_reaches_95_percent_and_resume_is_bit_exact(tmp_path):
+    default = str(ROOT / "configs" / "default.yaml")
+    steps = yaml.safe_load(open(default))["steps"]
+    whole = cli("train", "--config", default, "--out", str(tmp_path / "whole"))
+    out = ok(whole)
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
+    assert accuracy >= 0.95, out
+    assert re.search(r"lr=0\.003", whole.stderr), "the progress bar shows the learning rate"
+    for name in ("curves.png", "params.npz", "checkpoints/optimizer.yaml"):
+        assert (tmp_path / "whole" / name).is_file(), name
+    saved = gx.load_yaml(tmp_path / "whole" / "checkpoints" / "optimizer.yaml")
+    assert saved == gx.to_config(gx.from_config(default))
+
+    half = str(tmp_path / "half")
+    ok(cli("train", "--config", default, "--steps", str(steps // 2), "--out", half))
+    resumed = ok(cli("train", "--config", default, "--resume", "--out", half))
+    assert f"Resuming from step {steps // 2}" in resumed
+    want, got = np.load(tmp_path / "whole" / "params.npz"), np.load(tmp_path / "half" / "params.npz")
+    assert sorted(want.files) == sorted(got.files) == ["dense0/bias", "dense0/kernel", "dense1/bias", "dense1/kernel"]
+    for key in want.files:
+        np.testing.assert_array_equal(want[key], got[key], err_msg=key)
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.name != "default.yaml"], ids=lambda c: c.name)
+def test_every_config_trains(config, tmp_path):
+    command = "compare" if "optimizers" in yaml.safe_load(open(config)) else "train"
+    out = ok(cli(command, "--config", str(config), "--steps", "2", "--out", str(tmp_path)))
+    if command == "compare":
+        assert "ms/step" in out and (tmp_path / "compare.png").is_file()
+    else:
+        assert "test accuracy" in out and (tmp_path / "curves.png").is_file()
+
+
+def test_describe():
+    out = ok(cli("describe", "--config", "configs/default.yaml"))
+    assert out.startswith("adam(learning_rate=0.003") and "scale_by_learning_rate" in out
+
+
+BAD = {
+    "unknown-key": ("stepz: 10\n", r"^error: stepz: unknown key in .*Did you mean 'steps'\?"),
+    "wrong-type": ("steps: ten\n", r"^error: steps: must be an integer >= 1, got 'ten' \(str\)\."),
+    "unknown-optimizer": (
+        "optimizer: {name: adamm, args: {learning_rate: 0.1}}\n",
+        r"^error: optimizer\.name: unknown transformation 'adamm'\. Did you mean 'adam'",
+    ),
+    "negative-lr": (
+        "optimizer: {name: sgd, args: {learning_rate: -0.1}}\n",
+        r"^error: optimizer\.args\.learning_rate: sgd: learning_rate must be >= 0, got learning_rate=-0\.1\.",
+    ),
+    "missing-file": (None, r"^error: .*nope\.yaml: config file not found \(tried .*nope\.yaml\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_config_exits_2_with_one_message(case, tmp_path):
+    text, message = BAD[case]
+    path = tmp_path / "nope.yaml"
+    if text is not None:
+        path = tmp_path / "bad.yaml"
+        path.write_text(text + ("optimizer: {name: sgd, args: {learning_rate: 0.1}}\n" if "optimizer" not in text else ""))
+    result = cli("train", "--config", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert re.search(message, result.stderr), result.stderr
+    assert not (tmp_path / "out").exists()
