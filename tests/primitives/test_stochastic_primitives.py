@@ -28,6 +28,11 @@ def test_complex_noise_has_the_variance_in_each_part():
     for part in (u.real, u.imag):
         assert abs(part.var() - variance) < 0.024
     assert abs(np.corrcoef(u.real, u.imag)[0, 1]) < 5 / np.sqrt(n)
+    # The draws are a function of the seed: the same seed repeats them, another does not.
+    again = gx.add_gaussian_noise(variance, seed=5)
+    other = gx.add_gaussian_noise(variance, seed=6)
+    np.testing.assert_array_equal(again.update(zeros, again.init(zeros))[0], u)
+    assert not np.allclose(other.update(zeros, other.init(zeros))[0], u)
 
 
 def test_delay_compensation_formula():
