@@ -9,6 +9,7 @@ steps, with ``optimizer.yaml`` beside them) and ``params.npz`` (the final parame
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -216,6 +217,10 @@ def train(cfg: JobConfig, *, steps: int | None = None, resume: bool = False, out
     folder = Path(out or cfg.out)
     tx = cfg.build()
     data = load_digits(cfg.test_fraction, cfg.seed)
+    if not resume and (folder / "checkpoints").exists():
+        # A fresh run replaces the old one's checkpoints (so `make demo` can run twice).
+        print(f"Starting afresh: removing the checkpoints in {folder / 'checkpoints'} (use --resume to continue them)")
+        shutil.rmtree(folder / "checkpoints")
     ckpt = Checkpoints(folder / "checkpoints", gx.to_config(tx))
     try:
         start = None
