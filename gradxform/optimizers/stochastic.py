@@ -83,6 +83,7 @@ def asgd(
     alpha: float = 0.75,
     t0: float = 1e6,
     weight_decay: float = 0.0,
+    accumulator_dtype: Any = None,
 ) -> GradientTransformation:
     r"""Averaged SGD (Polyak-Ruppert), with the conventions of ``torch.optim.ASGD``.
 
@@ -102,6 +103,7 @@ def asgd(
       alpha: exponent of the step-size decay, >= 0.
       t0: the step at which averaging starts, >= 0.
       weight_decay: L2 penalty added to the gradient, >= 0.
+      accumulator_dtype: dtype of the averaged parameters (default: the parameter's).
 
     Returns:
       ``chain(add_decayed_weights(weight_decay + lambd),
@@ -127,7 +129,7 @@ def asgd(
         add_decayed_weights(weight_decay + lambd),  # torch's shrinkage and decay are one term
         scale_by_power_decay(lambd * learning_rate, alpha),
         scale_by_learning_rate(learning_rate),
-        average_iterates(t0),
+        average_iterates(t0, accumulator_dtype),
     )
 
 

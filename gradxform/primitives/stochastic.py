@@ -218,7 +218,7 @@ class AverageState(NamedTuple):
 
 
 @transformation({"t0": NON_NEGATIVE})
-def average_iterates(t0: float = 1e6) -> GradientTransformation:
+def average_iterates(t0: float = 1e6, accumulator_dtype: Any = None) -> GradientTransformation:
     """Passes updates through and keeps the average of the iterates ``w + u`` since step ``t0``.
 
     At the ``t``-th update (``t = 1, 2, ...``) the new iterate ``x = w + u`` enters the
@@ -228,6 +228,7 @@ def average_iterates(t0: float = 1e6) -> GradientTransformation:
 
     Args:
       t0: the step at which averaging starts, >= 0.
+      accumulator_dtype: dtype of the average (default: the parameter's).
 
     Returns:
       A transformation with `AverageState` (the average starts at zero); its ``update``
@@ -252,7 +253,7 @@ def average_iterates(t0: float = 1e6) -> GradientTransformation:
     """
 
     def init(params):
-        return AverageState(new_count(), tree_zeros_like(params))
+        return AverageState(new_count(), tree_zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra):
         if params is None:
