@@ -104,6 +104,10 @@ def project_box(x: jax.Array, lower: Any = -jnp.inf, upper: Any = jnp.inf) -> ja
     Returns:
       ``x`` clipped into the box.
 
+    References:
+      Parikh & Boyd, "Proximal Algorithms", Foundations and Trends in Optimization, 2014,
+      section 6.2. https://web.stanford.edu/~boyd/papers/prox_algs.html
+
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
       >>> gx.project_box(jnp.array([-2.0, 0.5, 3.0]), 0.0, 1.0).tolist()
@@ -120,6 +124,10 @@ def project_non_negative(x: jax.Array) -> jax.Array:
 
     Returns:
       ``max(x, 0)``.
+
+    References:
+      Parikh & Boyd, "Proximal Algorithms", Foundations and Trends in Optimization, 2014,
+      section 6.2. https://web.stanford.edu/~boyd/papers/prox_algs.html
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -138,6 +146,10 @@ def project_l2_ball(x: jax.Array, radius: Any = 1.0) -> jax.Array:
 
     Returns:
       ``x`` if inside, else ``x * radius / ||x||``.
+
+    References:
+      Parikh & Boyd, "Proximal Algorithms", Foundations and Trends in Optimization, 2014,
+      section 6.2. https://web.stanford.edu/~boyd/papers/prox_algs.html
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -219,6 +231,10 @@ def project_hyperplane(x: jax.Array, normal: Any = None, offset: Any = 0.0) -> j
     Returns:
       ``x - (<normal, x> - offset) / ||normal||^2 * normal``.
 
+    References:
+      Parikh & Boyd, "Proximal Algorithms", Foundations and Trends in Optimization, 2014,
+      section 6.2. https://web.stanford.edu/~boyd/papers/prox_algs.html
+
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
       >>> gx.project_hyperplane(jnp.array([1.0, 2.0]), offset=1.0).tolist()
@@ -246,6 +262,10 @@ def to_updates(new_params: Params, params: Params) -> Updates:
 
     Returns:
       Updates, leaf by leaf in the parameters' dtype.
+
+    References:
+      Sterbenz, "Floating-Point Computation", Prentice-Hall, 1974 (exact subtraction of
+      numbers within a factor 2). https://archive.org/details/floatingpointcom0000ster
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -283,6 +303,10 @@ def inverse_sqrt() -> GradientTransformation:
 
     Returns:
       A stateless transformation.
+
+    References:
+      Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning and
+      Stochastic Optimization", JMLR 2011. https://www.jmlr.org/papers/v12/duchi11a.html
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -389,6 +413,10 @@ def project_params(
       TypeError: if ``projection`` is not callable.
       ValueError: at ``update`` if ``params`` is not given, a tree does not match the
         parameters', or a constrained parameter is complex.
+
+    References:
+      Bertsekas, "Nonlinear Programming", 3rd ed., Athena Scientific, 2016, section 3.3
+      (gradient projection). http://www.athenasc.com/nonlinbook.html
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp

@@ -39,6 +39,10 @@ def power_decay(count: jax.Array, rate: Any, power: Any) -> jax.Array:
     Returns:
       A float32 scalar in (0, 1].
 
+    References:
+      Robbins & Monro, "A Stochastic Approximation Method", Annals of Mathematical
+      Statistics, 1951. https://doi.org/10.1214/aoms/1177729586
+
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
       >>> float(gx.power_decay(jnp.int32(3), 1.0, 0.5))
@@ -284,6 +288,10 @@ def averaged_iterates(state: Any) -> Params:
 
     Raises:
       ValueError: if the state holds no `AverageState`, or more than one.
+
+    References:
+      Polyak & Juditsky, "Acceleration of Stochastic Approximation by Averaging", SIAM J.
+      Control and Optimization, 1992. https://doi.org/10.1137/0330046
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
