@@ -2,7 +2,7 @@
 ``ProximalGradientDescent`` and ``ProximalAdagrad``) and projected gradient descent.
 
 Both compute the new parameters and output ``w_new - w`` (see
-`gradxform.primitives.proximal`).
+`gradxform.primitives.proximal` and `gradxform.primitives.projections`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from gradxform.combinators import chain
 from gradxform.core import NON_NEGATIVE, POSITIVE, REAL, GradientTransformation, is_tracer, is_transformation
 from gradxform.primitives.elementwise import square
 from gradxform.primitives.moments import accumulate
-from gradxform.primitives.proximal import (
-    inverse_sqrt,
+from gradxform.primitives.projections import (
     project_box,
     project_hyperplane,
     project_l1_ball,
@@ -27,8 +26,8 @@ from gradxform.primitives.proximal import (
     project_non_negative,
     project_params,
     project_simplex,
-    proximal_step,
 )
+from gradxform.primitives.proximal import inverse_sqrt, proximal_step
 
 _PROX = {"learning_rate": NON_NEGATIVE, "l1": NON_NEGATIVE, "l2": NON_NEGATIVE}
 

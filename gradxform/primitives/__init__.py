@@ -58,9 +58,7 @@ from gradxform.primitives.second_moments import (
 )
 # --- end issue 3 (first half) ---
 # --- issue 3, optimizers Optax lacks ---
-from gradxform.primitives.proximal import (
-    ProximalState as ProximalState,
-    inverse_sqrt as inverse_sqrt,
+from gradxform.primitives.projections import (
     project_box as project_box,
     project_hyperplane as project_hyperplane,
     project_l1_ball as project_l1_ball,
@@ -68,6 +66,10 @@ from gradxform.primitives.proximal import (
     project_non_negative as project_non_negative,
     project_params as project_params,
     project_simplex as project_simplex,
+)
+from gradxform.primitives.proximal import (
+    ProximalState as ProximalState,
+    inverse_sqrt as inverse_sqrt,
     prox_elastic_net as prox_elastic_net,
     proximal_step as proximal_step,
     soft_threshold as soft_threshold,
