@@ -64,6 +64,13 @@ from gradxform.optimizers.optimistic import (
 )
 # --- end issue 3 (first half) ---
 # --- issue 3, Optax's remaining optimizers (second half) ---
+from gradxform.optimizers.lbfgs import ScaleByLBFGSState as ScaleByLBFGSState, lbfgs as lbfgs, scale_by_lbfgs as scale_by_lbfgs
+from gradxform.optimizers.linesearch import (
+    BacktrackingLinesearchInfo as BacktrackingLinesearchInfo,
+    ScaleByBacktrackingLinesearchState as ScaleByBacktrackingLinesearchState,
+    scale_by_backtracking_linesearch as scale_by_backtracking_linesearch,
+    value_and_grad_from_state as value_and_grad_from_state,
+)
 from gradxform.optimizers.polyak import polyak_sgd as polyak_sgd, scale_by_polyak as scale_by_polyak
 from gradxform.optimizers.recent_adaptive import (
     ProdigyState as ProdigyState,
@@ -74,6 +81,11 @@ from gradxform.optimizers.recent_adaptive import (
     scale_by_adopt as scale_by_adopt,
 )
 from gradxform.optimizers.rprop import ScaleByRpropState as ScaleByRpropState, rprop as rprop, scale_by_rprop as scale_by_rprop
+from gradxform.optimizers.zoom import (
+    ScaleByZoomLinesearchState as ScaleByZoomLinesearchState,
+    ZoomLinesearchInfo as ZoomLinesearchInfo,
+    scale_by_zoom_linesearch as scale_by_zoom_linesearch,
+)
 # --- end issue 3 (second half) ---
 
 __all__ = [n for n in dir() if not n.startswith("_")]

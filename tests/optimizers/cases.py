@@ -84,6 +84,7 @@ CASES.update(
         "adopt": Case(lambda lr: gx.adopt(lr), 0.05, 0.02, 1000, complex_ok=False),
         "ademamix": Case(lambda lr: gx.ademamix(lr, b3=0.999), 0.05, 0.02, 1000),
         "prodigy": Case(lambda lr: gx.prodigy(lr), 1.0, 1.0, 1000, complex_ok=False),
+        "lbfgs": Case(lambda lr: gx.lbfgs(learning_rate=lr), 1.0, 1.0, 100, complex_ok=False, needs=("loss",)),
     }
 )
 

@@ -137,3 +137,160 @@ def test_polyak_sgd_needs_value():
 def test_invalid_arguments_are_named(factory, kwargs, match):
     with pytest.raises(ValueError, match=match):
         factory(**kwargs)
+
+
+# --------------------------------------------------------------------------- line searches
+
+
+def _search_state(state):
+    """The line search's state (the NamedTuple with ``learning_rate`` and ``info``) in any
+    nesting of chains and hyperparameter states."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, tuple) and hasattr(node, "_fields") and {"learning_rate", "info"} <= set(node._fields):
+            found.append(node)
+        elif isinstance(node, (tuple, list)):
+            for child in node:
+                walk(child)
+        elif isinstance(node, dict):
+            for child in node.values():
+                walk(child)
+
+    walk(state)
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def run_with_objective(tx, steps, *, params=None, loss=coupled_loss, jit=True, reuse=None):
+    """Runs ``tx`` passing ``value=``, ``grad=``, ``value_fn=`` (the line searches' protocol);
+    returns (params, per-step accepted step sizes, per-step objective evaluations).
+    ``reuse``: a ``value_and_grad_from_state`` factory, to take the stored value and grad."""
+    params = mixed_params() if params is None else params
+    fresh = jax.value_and_grad(loss)
+    stored = reuse(loss) if reuse is not None else None
+
+    def step(carry, _):
+        p, s = carry
+        value, g = stored(p, state=s) if stored is not None else fresh(p)
+        g = jax.tree.map(jnp.conj, g)
+        u, s = tx.update(g, s, p, value=value, grad=g, value_fn=loss)
+        search = _search_state(s)
+        report = (search.learning_rate, search.info.num_linesearch_steps) if search else (0.0, 0)
+        return (gx.apply_updates(p, u), s), report
+
+    carry = (params, tx.init(params))
+    if jit:
+        (p, _), (rates, evals) = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps))(carry)
+        return p, rates, evals
+    rates, evals = [], []
+    for _ in range(steps):
+        carry, (r, e) = step(carry, None)
+        rates.append(r)
+        evals.append(e)
+    return carry[0], jnp.stack(rates), jnp.stack(evals)
+
+
+def _assert_same_run(ours, ref):
+    assert_trees_close(ours[0], ref[0])
+    np.testing.assert_allclose(np.asarray(ours[1]), np.asarray(ref[1]), rtol=1e-5, err_msg="accepted step sizes")
+    np.testing.assert_array_equal(np.asarray(ours[2]), np.asarray(ref[2]), err_msg="objective evaluations")
+
+
+# L-BFGS reaches the minimum of coupled_loss to float32 precision in about 20 steps; after
+# that the iterates move within rounding noise, so the runs are compared over 20 steps.
+LINESEARCH = [
+    ("lbfgs-defaults", lambda m: m.lbfgs(), 20),
+    (
+        "lbfgs-m3-unscaled-zoom-options",
+        lambda m: m.lbfgs(
+            memory_size=3,
+            scale_init_precond=False,
+            linesearch=m.scale_by_zoom_linesearch(
+                8, max_learning_rate=0.5, increase_factor=1.5, slope_rtol=1e-3, curv_rtol=0.5,
+                approx_dec_rtol=None, stepsize_precision=1e-3, initial_guess_strategy="keep",
+            ),
+        ),
+        20,
+    ),
+    ("lbfgs-lr-no-search", lambda m: m.lbfgs(learning_rate=0.05, linesearch=None), 20),
+    (
+        "sgd-backtracking-options",
+        lambda m: m.chain(
+            m.sgd(1.0),
+            m.scale_by_backtracking_linesearch(
+                10, slope_rtol=0.3, decrease_factor=0.5, increase_factor=2.0, max_learning_rate=0.5, atol=1e-4,
+                rtol=1e-4, store_grad=True,
+            ),
+        ),
+        100,
+    ),
+]
+
+
+@pytest.mark.parametrize("make,steps", [c[1:] for c in LINESEARCH], ids=[c[0] for c in LINESEARCH])
+def test_line_searches_match_optax(make, steps):
+    ours = run_with_objective(make(gx), steps)
+    ref = run_with_objective(make(optax), steps)
+    _assert_same_run(ours, ref)
+    assert float(coupled_loss(ours[0])) < float(coupled_loss(mixed_params()))
+
+
+def test_lbfgs_complex64_with_stored_value_and_grad_matches_optax():
+    """Complex parameters, and each step's value and gradient taken from the state (the
+    line search's last evaluation), as with Optax's ``value_and_grad_from_state``."""
+    params = mixed_params(jnp.complex64)
+    ours = run_with_objective(gx.lbfgs(), 6, params=params, reuse=gx.value_and_grad_from_state)
+    ref = run_with_objective(optax.lbfgs(), 6, params=params, reuse=optax.value_and_grad_from_state)
+    assert ours[0]["w"].dtype == jnp.complex64
+    _assert_same_run(ours, ref)
+
+
+def _quadratic(w, target=1.0):
+    return jnp.sum((w - target) ** 2) + 0.5 * jnp.sum(w) ** 2
+
+
+def test_value_and_grad_from_state_returns_the_accepted_point():
+    tx = gx.lbfgs()
+    w = jnp.zeros(3)
+
+    @jax.jit
+    def step(w, state):
+        value, g = jax.value_and_grad(_quadratic)(w)
+        u, state = tx.update(g, state, w, value=value, grad=g, value_fn=_quadratic)
+        new_w = gx.apply_updates(w, u)
+        return new_w, gx.value_and_grad_from_state(_quadratic)(new_w, state=state)
+
+    new_w, stored = step(w, tx.init(w))
+    assert float(_quadratic(new_w)) < float(_quadratic(w))
+    assert_trees_close(stored, jax.value_and_grad(_quadratic)(new_w))
+    with pytest.raises(ValueError, match="stored value"):
+        gx.value_and_grad_from_state(_quadratic)(w, state=gx.sgd(0.1).init(w))
+
+
+@pytest.mark.parametrize(
+    "tx", [gx.scale_by_zoom_linesearch(5), gx.scale_by_backtracking_linesearch(5)], ids=["zoom", "backtracking"]
+)
+def test_line_search_names_missing_objective(tx):
+    w = jnp.ones(2)
+    with pytest.raises(ValueError, match="value_fn"):
+        tx.update(w, tx.init(w), w, value=1.0, grad=w)
+
+
+def test_line_search_passes_named_extras_to_value_fn():
+    """Extra arguments named in value_fn's signature reach it; others are ignored."""
+    tx = gx.lbfgs()
+    target = jnp.array([1.0, -2.0])
+
+    @jax.jit
+    def step(w, state):
+        value, g = jax.value_and_grad(_quadratic)(w, target)
+        u, state = tx.update(g, state, w, value=value, grad=g, value_fn=_quadratic, target=target, unrelated=3)
+        return gx.apply_updates(w, u), state
+
+    w = jnp.zeros(2)
+    state = tx.init(w)
+    for _ in range(8):
+        w, state = step(w, state)
+    minimum = jnp.linalg.solve(2 * jnp.eye(2) + jnp.ones((2, 2)), 2 * target)  # gradient = 0
+    np.testing.assert_allclose(np.asarray(w), np.asarray(minimum), atol=1e-5)
