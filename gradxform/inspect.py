@@ -40,6 +40,9 @@ def _other(value: Any) -> str:
     spec = getattr(value, "spec", None)
     if isinstance(value, Schedule) or (spec is not None and not is_transformation(value)):
         return repr(value)
+    described = getattr(value, "__gradxform_config__", None)  # gx.by_path(...) and the like
+    if callable(value) and isinstance(described, Mapping):
+        return f"{described['function']}({', '.join(format_value(v) for v in described.get('args', {}).values())})"
     if callable(value):
         return f"<function {getattr(value, '__name__', type(value).__name__)}>"
     if isinstance(value, Mapping):
@@ -316,7 +319,7 @@ def to_html(tx: GradientTransformation, state: Any = None) -> str:
       True
     """
     body = _card(tx, state, 0)
-    return (f"<div style='{_FONT};{_COLUMN};align-items:flex-start;display:inline-flex'>"
+    return (f"<div style='{_FONT};display:inline-flex;flex-direction:column;align-items:stretch'>"
             f"{_PILL.format('gradients')}{_ARROW}{body}{_ARROW}{_PILL.format('updates')}</div>")
 
 
