@@ -127,7 +127,7 @@ def lars(
       >>> tx = gx.lars(1.0, trust_coefficient=1.0)
       >>> p = jnp.array([3.0, 4.0])
       >>> tx.update(jnp.array([0.0, 0.5]), tx.init(p), p)[0].tolist()  # ||w|| / ||g|| = 10
-      [-0.0, -5.0]
+      [0.0, -5.0]
     """
     trust = scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps)
     ratio_mask = _as_mask(trust_ratio_mask)
