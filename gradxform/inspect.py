@@ -265,8 +265,7 @@ def _card(node: Any, state: Any, depth: int, tag: str = "") -> str:
         body = f"<div style='{style};margin-top:3px'>" + "".join(
             _card(c, s, depth + 1, n) for (n, c), s in zip(kids, states)
         ) + "</div>"
-    inner_state = state.inner_state if is_injected(spec, state) else state
-    info = _hyper_lines(spec, state) + _state_line(spec, state if is_injected(spec, state) else inner_state)
+    info = _hyper_lines(spec, state) + _state_line(spec, state)
     info = f"<div style='color:#333'>{info}</div>" if info else ""
     style = _COMPOSED if expands else _LEAF if not kids else _WRAPPER
     return f"<div style='{style}'>{head}<b>{_esc(spec.name)}</b>{info}{body}</div>"

@@ -77,30 +77,34 @@ def stages(tx: GradientTransformation, state: Any) -> list[tuple[str, GradientTr
       >>> [label for label, _, _ in gx.tracing.stages(tx, tx.init(jnp.zeros(2)))]
       ['0: scale_by_adam', '1: scale_by_learning_rate']
     """
-    node = tx
+    node, node_state = tx, state
     while True:
         spec = getattr(node, "spec", None)
         if spec is None:
             break
         kids = children(node)
         if spec.name == "chain":
-            return [
-                (f"{i}: {getattr(c.spec, 'name', type(c).__name__) if getattr(c, 'spec', None) else type(c).__name__}", c, s)
-                for i, ((_, c), s) in enumerate(zip(kids, child_states(spec, kids, state)))
-            ]
-        if is_injected(spec, state):
-            body = rebuild(spec, _next_values(spec, state))
+            states = child_states(spec, kids, node_state)
+            return [(f"{i}: {_name(c)}", c, s) for i, ((_, c), s) in enumerate(zip(kids, states))]
+        if is_injected(spec, node_state):
+            body = rebuild(spec, _next_values(spec, node_state))
             if body is None:
                 break
-            node, state = body, state.inner_state
+            node, node_state = body, node_state.inner_state
         elif spec.name == "named":
-            node, state = spec.args["inner"], child_states(spec, kids, state)[0]
+            node, node_state = spec.args["inner"], child_states(spec, kids, node_state)[0]
         elif kids and kids[0][0] == "=":
             node = spec.body
         else:
             break
-    name = tx.spec.name if getattr(tx, "spec", None) is not None else type(tx).__name__
-    return [(f"0: {name}", tx, None)]
+    return [(f"0: {_name(tx)}", tx, state)]
+
+
+def _name(tx: Any) -> str:
+    spec = getattr(tx, "spec", None)
+    if spec is None:
+        return type(tx).__name__
+    return spec.args["name"] if spec.name == "named" else spec.name
 
 
 def trace_optimizer(
@@ -152,7 +156,7 @@ def trace_optimizer(
         extra = {"value": loss}
         norms, out = [], grads
         for _, stage, stage_state in stages(tx, state):
-            out, _ = call_update(stage, out, state if stage is tx else stage_state, params, extra)
+            out, _ = call_update(stage, out, stage_state, params, extra)
             norms.append(global_norm(out))
         updates, state = call_update(tx, grads, state, params, extra)
         params = apply_updates(params, updates)

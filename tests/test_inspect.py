@@ -139,3 +139,9 @@ def test_trace_with_batches_and_a_single_stage():
     np.testing.assert_allclose(run.stage_norms["0: scale"], 0.01 * run.grad_norm, rtol=1e-5)
     with pytest.raises(ValueError, match="steps must be an integer"):
         gx.trace_optimizer(gx.sgd(0.1), quadratic, PARAMS, 0)
+
+
+def test_stage_labels_use_names_and_a_chain_is_found_through_wrappers():
+    tx = gx.named("opt", gx.chain(gx.clip_by_global_norm(1.0), gx.named("inner", gx.sgd(0.1))))
+    run = gx.trace_optimizer(tx, quadratic, PARAMS, 2)
+    assert list(run.stage_norms) == ["0: clip_by_global_norm", "1: inner"]
