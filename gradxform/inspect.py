@@ -116,7 +116,7 @@ def describe(tx: GradientTransformation) -> str:
 # --------------------------------------------------------------------------- state alignment
 
 
-def is_injected(spec: Spec | None, state: Any) -> bool:
+def _is_injected(spec: Spec | None, state: Any) -> bool:
     """Whether ``state`` is the `HyperparamsState` of the stage described by ``spec`` (a
     factory called by the user keeps its hyperparameters in the state; one called inside
     another factory does not)."""
@@ -128,12 +128,13 @@ def is_injected(spec: Spec | None, state: Any) -> bool:
     )
 
 
-def rebuild(spec: Spec, values: Mapping[str, Any]) -> GradientTransformation | None:
+def _rebuild(spec: Spec, values: Mapping[str, Any]) -> GradientTransformation | None:
     """The composition ``spec`` expands to, built again with some arguments replaced.
 
     This is what an injected transformation does inside each ``update`` (with the values
     from its state), so the result shows, and computes with, the current hyperparameters.
-    Values may be tracers. Returns ``None`` if the factory is not registered.
+    Values may be tracers. A factory that is not registered gives the composition recorded
+    at construction; a leaf primitive gives ``None``.
     """
     factory = REGISTRY.get(spec.name)
     if factory is None:
@@ -144,7 +145,7 @@ def rebuild(spec: Spec, values: Mapping[str, Any]) -> GradientTransformation | N
     return built.spec.body if built.spec is not None else None
 
 
-def child_states(spec: Spec, kids: list[tuple[str, Any]], state: Any) -> list[Any]:
+def _child_states(spec: Spec, kids: list[tuple[str, Any]], state: Any) -> list[Any]:
     """The states of ``kids`` (a node's children) inside the node's ``state``, where the
     layout is known (chain, branch, ratio, named, expansions and single-inner wrappers such
     as masked and partition); ``None`` where it is not."""
@@ -208,7 +209,7 @@ def _shown_args(spec: Spec) -> list[tuple[str, Any]]:
 
 
 def _hyper_lines(spec: Spec, state: Any) -> str:
-    now = dict(state.hyperparams) if is_injected(spec, state) else {}
+    now = dict(state.hyperparams) if _is_injected(spec, state) else {}
     items = []
     for key, value in _shown_args(spec):
         text = f"{key}={format_value(value)}"
@@ -220,7 +221,7 @@ def _hyper_lines(spec: Spec, state: Any) -> str:
 
 
 def _state_line(spec: Spec | None, state: Any) -> str:
-    if is_injected(spec, state):
+    if _is_injected(spec, state):
         return f"<div style='color:#777'>step {int(state.count)}</div>"
     if isinstance(state, tuple) and hasattr(state, "_fields"):
         scalars = [
@@ -244,23 +245,23 @@ def _card(node: Any, state: Any, depth: int, tag: str = "") -> str:
     if spec.name in ("branch", "ratio"):
         return _branches(node, state, depth, tag)
     if spec.name == "named":
-        inner_state = child_states(spec, children(node), state)[0]
+        inner_state = _child_states(spec, children(node), state)[0]
         return _card(spec.args["inner"], inner_state, depth, f"{tag} {spec.args['name']}:".strip())
     kids = children(node)
     body = ""
     expands = bool(kids) and kids[0][0] == "="
     if expands:
         inner = node.spec.body
-        body_state = state.inner_state if is_injected(spec, state) else state
-        if is_injected(spec, state):
-            inner = rebuild(spec, state.hyperparams) or inner
+        body_state = state.inner_state if _is_injected(spec, state) else state
+        if _is_injected(spec, state):
+            inner = _rebuild(spec, state.hyperparams) or inner
         content = _card(inner, body_state, depth + 1)
         flat = all(getattr(getattr(c, "spec", None), "body", None) is None for _, c in children(inner))
         is_open = " open" if depth == 0 or not flat else ""
         body = (f"<details{is_open} style='margin-top:3px'><summary style='color:#777;cursor:pointer'>"
                 f"composition</summary><div style='margin-top:3px'>{content}</div></details>")
     elif kids:
-        states = child_states(spec, kids, state)
+        states = _child_states(spec, kids, state)
         style = _ROW if len(kids) > 1 else _COLUMN
         body = f"<div style='{style};margin-top:3px'>" + "".join(
             _card(c, s, depth + 1, n) for (n, c), s in zip(kids, states)
@@ -273,7 +274,7 @@ def _card(node: Any, state: Any, depth: int, tag: str = "") -> str:
 
 def _flow(node: Any, state: Any, depth: int, tag: str) -> str:
     kids = children(node)
-    states = child_states(node.spec, kids, state)
+    states = _child_states(node.spec, kids, state)
     stages = _ARROW.join(_card(c, s, depth, f"{n}") for (n, c), s in zip(kids, states)) or _PILL.format("identity")
     label = f"<div style='color:#777'>{_esc(tag)} chain</div>" if tag else ""
     return f"<div style='{_COLUMN}'>{label}{stages}</div>"
@@ -282,7 +283,7 @@ def _flow(node: Any, state: Any, depth: int, tag: str) -> str:
 def _branches(node: Any, state: Any, depth: int, tag: str) -> str:
     spec = node.spec
     kids = children(node)
-    states = child_states(spec, kids, state)
+    states = _child_states(spec, kids, state)
     op = "divide" if spec.name == "ratio" else spec.args.get("combine", "add")
     sides = "".join(
         f"<div style='{_COLUMN};flex:1'>{_card(c, s, depth, n)}</div>" for (n, c), s in zip(kids, states)

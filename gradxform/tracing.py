@@ -17,8 +17,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import HyperparamsState
-from gradxform.core import GradientTransformation, Params, PyTree, abs_sq, apply_updates, call_update
-from gradxform.inspect import child_states, children, is_injected, rebuild
+from gradxform.core import GradientTransformation, Params, PyTree, apply_updates, call_update
+from gradxform.inspect import _child_states, _is_injected, _rebuild, children
+from gradxform.primitives.clipping import global_norm
 
 
 class OptimizerTrace(NamedTuple):
@@ -40,12 +41,6 @@ class OptimizerTrace(NamedTuple):
     grad_norm: jax.Array
     stage_norms: dict[str, jax.Array]
     state: Any
-
-
-def global_norm(tree: PyTree) -> jax.Array:
-    """The square root of the sum of squares of every element of ``tree`` (complex-safe)."""
-    leaves = [x for x in jax.tree.leaves(tree) if x is not None]
-    return jnp.sqrt(sum(jnp.sum(abs_sq(x)) for x in leaves)) if leaves else jnp.zeros([])
 
 
 def _next_values(spec: Any, state: HyperparamsState) -> dict[str, Any]:
@@ -84,15 +79,15 @@ def stages(tx: GradientTransformation, state: Any) -> list[tuple[str, GradientTr
             break
         kids = children(node)
         if spec.name == "chain":
-            states = child_states(spec, kids, node_state)
+            states = _child_states(spec, kids, node_state)
             return [(f"{i}: {_name(c)}", c, s) for i, ((_, c), s) in enumerate(zip(kids, states))]
-        if is_injected(spec, node_state):
-            body = rebuild(spec, _next_values(spec, node_state))
+        if _is_injected(spec, node_state):
+            body = _rebuild(spec, _next_values(spec, node_state))
             if body is None:
                 break
             node, node_state = body, node_state.inner_state
         elif spec.name == "named":
-            node, node_state = spec.args["inner"], child_states(spec, kids, node_state)[0]
+            node, node_state = spec.args["inner"], _child_states(spec, kids, node_state)[0]
         elif kids and kids[0][0] == "=":
             node = spec.body
         else:
@@ -171,4 +166,4 @@ def trace_optimizer(
     return OptimizerTrace(path, loss, grad_norm, dict(zip(labels, norms)), state)
 
 
-__all__ = ["OptimizerTrace", "global_norm", "stages", "trace_optimizer"]
+__all__ = ["OptimizerTrace", "stages", "trace_optimizer"]
