@@ -81,6 +81,13 @@ from gradxform.optimizers.recent_adaptive import (
     scale_by_adopt as scale_by_adopt,
 )
 from gradxform.optimizers.rprop import ScaleByRpropState as ScaleByRpropState, rprop as rprop, scale_by_rprop as scale_by_rprop
+from gradxform.optimizers.schedule_free import (
+    ScheduleFreeState as ScheduleFreeState,
+    schedule_free as schedule_free,
+    schedule_free_adamw as schedule_free_adamw,
+    schedule_free_eval_params as schedule_free_eval_params,
+    schedule_free_sgd as schedule_free_sgd,
+)
 from gradxform.optimizers.zoom import (
     ScaleByZoomLinesearchState as ScaleByZoomLinesearchState,
     ZoomLinesearchInfo as ZoomLinesearchInfo,

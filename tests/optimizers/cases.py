@@ -85,6 +85,8 @@ CASES.update(
         "ademamix": Case(lambda lr: gx.ademamix(lr, b3=0.999), 0.05, 0.02, 1000),
         "prodigy": Case(lambda lr: gx.prodigy(lr), 1.0, 1.0, 1000, complex_ok=False),
         "lbfgs": Case(lambda lr: gx.lbfgs(learning_rate=lr), 1.0, 1.0, 100, complex_ok=False, needs=("loss",)),
+        "schedule_free_sgd": Case(lambda lr: gx.schedule_free_sgd(lr), 0.1, 1e-3, 2000),
+        "schedule_free_adamw": Case(lambda lr: gx.schedule_free_adamw(lr), 0.05, 0.02, 1000, complex_ok=False),
     }
 )
 

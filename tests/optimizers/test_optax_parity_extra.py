@@ -69,6 +69,43 @@ def test_complex64_matches_optax(name, args, kwargs):
     assert_trees_close(ours, ref)
 
 
+SCHEDULE_FREE = [
+    ("schedule_free_sgd", dict(learning_rate=0.02)),
+    ("schedule_free_sgd", dict(learning_rate=0.02, warmup_steps=10, b1=0.8, weight_decay=0.01, weight_lr_power=1.0)),
+    ("schedule_free_adamw", {}),
+    (
+        "schedule_free_adamw",
+        dict(learning_rate=1e-2, warmup_steps=20, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.05, weight_lr_power=1.5),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "name,kwargs", SCHEDULE_FREE, ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'defaults'}" for n, kw in SCHEDULE_FREE]
+)
+def test_schedule_free_matches_optax(name, kwargs):
+    ours, our_state = run(getattr(gx, name)(**kwargs), 100)
+    ref, ref_state = run(getattr(optax.contrib, name)(**kwargs), 100)
+    assert_trees_close(ours, ref)
+    assert_trees_close(
+        gx.schedule_free_eval_params(our_state, ours), optax.contrib.schedule_free_eval_params(ref_state, ref)
+    )
+
+
+def test_schedule_free_wraps_any_optimizer_like_optax():
+    ours, _ = run(gx.schedule_free(gx.adam(1e-3), 1e-3, b1=0.7), 100)
+    ref, _ = run(optax.contrib.schedule_free(optax.adam(1e-3), 1e-3, b1=0.7), 100)
+    assert_trees_close(ours, ref)
+
+
+def test_schedule_free_sgd_complex64_matches_optax():
+    params = mixed_params(jnp.complex64)
+    ours, _ = run(gx.schedule_free_sgd(0.02), 100, params=params)
+    ref, _ = run(optax.contrib.schedule_free_sgd(0.02), 100, params=params)
+    assert ours["w"].dtype == jnp.complex64
+    assert_trees_close(ours, ref)
+
+
 # --------------------------------------------------------------------------- with the loss
 
 
@@ -131,8 +168,12 @@ def test_polyak_sgd_needs_value():
         (gx.prodigy, dict(betas=(0.9, 1.5)), "betas"),
         (gx.rprop, dict(learning_rate=-1.0), "learning_rate"),
         (gx.adopt, dict(learning_rate=1e-3, b2=1.0), "b2"),
+        (gx.schedule_free_sgd, dict(warmup_steps=0), "warmup_steps"),
+        (gx.schedule_free_adamw, dict(b1=0.0), "b1"),
+        (gx.lbfgs, dict(memory_size=0), "memory_size"),
+        (gx.scale_by_zoom_linesearch, dict(max_linesearch_steps=5, initial_guess_strategy="two"), "initial_guess_strategy"),
     ],
-    ids=["polyak-variant", "prodigy-betas", "rprop-lr", "adopt-b2"],
+    ids=["polyak-variant", "prodigy-betas", "rprop-lr", "adopt-b2", "sf-warmup", "sf-b1", "lbfgs-memory", "zoom-guess"],
 )
 def test_invalid_arguments_are_named(factory, kwargs, match):
     with pytest.raises(ValueError, match=match):
