@@ -6,7 +6,7 @@ Each is Adam's composition (`gradxform.optimizers.adam`) with one stage swapped:
     adabelief  ratio(ema(b1), chain(prediction_error(b1), square(), ema(b2), sqrt(), add(eps)))
     yogi       ratio(ema(b1), chain(square(), yogi_moment(b2), bias_correction(b2), sqrt(), add(eps)))
     radam      ratio(ema(b1), chain(square(), ema(b2), sqrt(), add(eps), rectify(b2)))
-    adan       ratio(ema(b1) + (1 - b2) ema(b2) of g_t - g_{t-1},
+    adan       ratio(ema(b1) + (1 - b2) ema_difference(b2),
                      root of ema(b3) of |g_t + (1 - b2)(g_t - g_{t-1})|^2)
     novograd   chain(ratio(identity(), root of layer_moment(b2)), add_decayed_weights, trace(b1))
 """
@@ -20,7 +20,7 @@ from gradxform.combinators import branch, chain, identity, ratio
 from gradxform.core import NON_NEGATIVE, REAL, UNIT, GradientTransformation, check_hyperparam
 from gradxform.optimizers.adam import first_moment
 from gradxform.primitives.elementwise import add, scale, scale_by_learning_rate, sqrt, square
-from gradxform.primitives.history import previous
+from gradxform.primitives.history import ema_difference, previous
 from gradxform.primitives.moments import bias_correction, ema, trace
 from gradxform.primitives.second_moments import layer_moment, prediction_error, rectify, yogi_moment
 from gradxform.primitives.weight_decay import MaskOrFn, add_decayed_weights
@@ -249,11 +249,6 @@ def radam(
 _ADAN = {"b1": UNIT, "b2": UNIT, "b3": UNIT, "eps": NON_NEGATIVE, "eps_root": NON_NEGATIVE}
 
 
-def _difference() -> GradientTransformation:
-    """``g_t - g_{t-1}`` (zero at the first step)."""
-    return branch(identity(), previous(), combine="subtract")
-
-
 @transformation(_ADAN)
 def scale_by_adan(
     b1: float = 0.98, b2: float = 0.92, b3: float = 0.99, eps: float = 1e-8, eps_root: float = 0.0
@@ -264,10 +259,10 @@ def scale_by_adan(
       b1, b2, b3, eps, eps_root: as in `adan`.
 
     Returns:
-      A `ratio` of ``ema(b1) + (1 - b2) ema(b2) of the difference`` over the root of
-      ``ema(b3)`` of the squared look-ahead gradient. The numerator and the denominator
-      each keep the previous gradient (`previous`): the two sides of a `branch` do not
-      share state.
+      ``ratio(branch(ema(b1), chain(ema_difference(b2), bias_correction(b2),
+      scale(1 - b2)), "add"), chain(lookahead, square(), ema(b3), add(eps_root), sqrt(),
+      add(eps)))`` with ``lookahead = g_t + (1 - b2)(g_t - g_{t-1})`` (from `previous`):
+      four arrays per parameter, as a monolithic Adan keeps.
 
     References:
       Xie, Zhou, Li, Lin & Yan, "Adan: Adaptive Nesterov Momentum Algorithm for Faster
@@ -279,8 +274,8 @@ def scale_by_adan(
       >>> tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))[0].shape
       (1,)
     """
-    numerator = branch(ema(b1), chain(_difference(), ema(b2), scale(1 - b2)), combine="add")
-    lookahead = branch(identity(), chain(_difference(), scale(1 - b2)), combine="add")
+    numerator = branch(ema(b1), chain(ema_difference(b2), bias_correction(b2), scale(1 - b2)), combine="add")
+    lookahead = branch(identity(), chain(branch(identity(), previous(), combine="subtract"), scale(1 - b2)), combine="add")
     return ratio(numerator, chain(lookahead, square(), ema(b3), add(eps_root), sqrt(), add(eps)))
 
 

@@ -40,7 +40,12 @@ from gradxform.primitives.factored import (
     scale_by_factored_rms as scale_by_factored_rms,
     sm3_accumulator as sm3_accumulator,
 )
-from gradxform.primitives.history import PreviousState as PreviousState, previous as previous
+from gradxform.primitives.history import (
+    EmaDifferenceState as EmaDifferenceState,
+    PreviousState as PreviousState,
+    ema_difference as ema_difference,
+    previous as previous,
+)
 from gradxform.primitives.layerwise import (
     add_scaled_params as add_scaled_params,
     scale_by_param_block_norm as scale_by_param_block_norm,
