@@ -49,6 +49,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "delay_compensation": {"lamda": 0.1},
     "dynamic_loss_scale": {"inner": lambda: gx.sgd(0.1)},
     "ema": {"decay": 0.9},
+    "ema_difference": {"decay": 0.9},
     "ema_params": {"inner": lambda: gx.sgd(0.1)},
     "freeze": {"mask": {"w": True, "b": False}},
     "layer_moment": {"decay": 0.9},
