@@ -46,6 +46,13 @@ from gradxform.wrappers.groups import (
     partition as partition,
     set_to_zero as set_to_zero,
 )
+from gradxform.wrappers.layout import (
+    Layout as Layout,
+    Packed as Packed,
+    bucket_layout as bucket_layout,
+    bucketed as bucketed,
+    flat as flat,
+)
 from gradxform.wrappers.loss_scale import (
     DynamicLossScaleState as DynamicLossScaleState,
     dynamic_loss_scale as dynamic_loss_scale,
@@ -58,6 +65,14 @@ from gradxform.wrappers.precision import (
     MultiPrecisionState as MultiPrecisionState,
     master_params as master_params,
     multi_precision as multi_precision,
+)
+from gradxform.wrappers.quantized import (
+    QuantizedArray as QuantizedArray,
+    QuantizedState as QuantizedState,
+    dequantize as dequantize,
+    dynamic_map as dynamic_map,
+    quantize as quantize,
+    quantized_state as quantized_state,
 )
 
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -1,0 +1,248 @@
+"""Bucketed and flat layouts: many small leaves cost what one array costs.
+
+Every leaf of a parameter tree costs a compiled step a fixed amount whatever its size: a
+loop of its own in the compiled program (compile time grows with the number of leaves) and
+one buffer per state array to hand over at every call. A model's biases and normalisation
+scales are many and tiny, so they pay that cost for almost no work.
+
+A `Layout` groups the small leaves of a tree (fewer than ``small_size`` elements) into a
+few flat buckets, one per dtype (split past ``bucket_size`` elements), and keeps each large
+leaf as it is, so large arrays are never concatenated. ``Layout.pack`` turns a tree into a
+`Packed` (the kept leaves and the buckets); ``Layout.unpack`` turns it back.
+
+Two ways to use it:
+
+- ``bucketed(tx)`` wraps any transformation: its state is kept in the packed layout
+  (persistent), the small gradients are packed at each step (small copies) and the updates
+  unpacked. The API is unchanged: it takes and returns trees shaped like the parameters.
+- Keep the parameters themselves packed (``params = layout.pack(params)``) and write the
+  loss on ``layout.unpack(params)``: gradients then come out of autodiff already packed and
+  any transformation runs on a handful of arrays with no copy at all.
+
+``flat(tx)`` is the layout with every leaf in a bucket (the whole tree as one vector per
+dtype), for comparison with `optax.flatten`; prefer `bucketed`, which copies no large leaf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradxform._factory import transformation
+from gradxform.core import GradientTransformation, PyTree, call_update, check_positive_int, is_transformation
+
+
+class Packed(NamedTuple):
+    """A tree in a `Layout`: its large leaves as they are, its small leaves in flat buckets.
+
+    Attributes:
+      leaves: the kept (large) leaves, in flattening order.
+      buckets: one-dimensional arrays, each the concatenation of some small leaves raveled.
+    """
+
+    leaves: tuple[jax.Array, ...]
+    buckets: tuple[jax.Array, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Bucket:
+    dtype: Any
+    members: tuple[int, ...]  # leaf indices
+    offsets: tuple[int, ...]
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where each leaf of a tree lives in its `Packed` form (static: shapes, not values).
+
+    Build one with `bucket_layout`. ``pack`` and ``unpack`` work under ``jit`` and on
+    abstract values; unpacking is slicing and reshaping, which XLA fuses into consumers.
+    """
+
+    treedef: Any
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[Any, ...]
+    kept: tuple[int, ...]
+    buckets: tuple[_Bucket, ...]
+
+    def pack(self, tree: PyTree) -> Packed:
+        """The `Packed` form of ``tree`` (which must have this layout's structure and shapes).
+
+        Raises:
+          ValueError: if the tree's structure or leaf shapes differ from the layout's.
+        """
+        leaves = self._leaves(tree)
+        buckets = tuple(
+            jnp.concatenate([jnp.ravel(leaves[i]) for i in b.members])
+            if len(b.members) > 1
+            else jnp.ravel(leaves[b.members[0]])
+            for b in self.buckets
+        )
+        return Packed(tuple(leaves[i] for i in self.kept), buckets)
+
+    def unpack(self, packed: Packed) -> PyTree:
+        """The tree that ``packed`` holds, with the original structure and shapes."""
+        leaves: list[Any] = [None] * len(self.shapes)
+        for j, i in enumerate(self.kept):
+            leaves[i] = packed.leaves[j]
+        for b, flat in zip(self.buckets, packed.buckets):
+            for i, off in zip(b.members, b.offsets):
+                n = math.prod(self.shapes[i])
+                leaves[i] = jax.lax.slice(flat, (off,), (off + n,)).reshape(self.shapes[i])
+        return jax.tree.unflatten(self.treedef, leaves)
+
+    def _leaves(self, tree: PyTree) -> list[Any]:
+        leaves, treedef = jax.tree.flatten(tree)
+        if treedef != self.treedef or tuple(tuple(jnp.shape(x)) for x in leaves) != self.shapes:
+            raise ValueError(
+                f"This tree does not have the layout's structure and shapes: layout made for "
+                f"{len(self.shapes)} leaves of {self.treedef}, got {len(leaves)} leaves of {treedef}. "
+                "Build the layout from the same parameter tree (bucket_layout(params))."
+            )
+        return leaves
+
+
+def bucket_layout(tree: PyTree, small_size: int = 16384, bucket_size: int = 2**24) -> Layout:
+    """The layout grouping the leaves of ``tree`` with fewer than ``small_size`` elements
+    into flat buckets (one per dtype, at most ``bucket_size`` elements each, except a single
+    larger leaf) and keeping larger leaves whole.
+
+    Args:
+      tree: a pytree of arrays or of abstract values (only shapes and dtypes are read).
+      small_size: leaves with fewer elements are bucketed; ``math.inf`` buckets all.
+      bucket_size: the most elements a bucket gathers.
+
+    Returns:
+      A `Layout`.
+
+    Raises:
+      ValueError: if ``small_size`` or ``bucket_size`` is not a positive integer.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tree = {"w": jnp.zeros((256, 256)), "b": jnp.zeros(256), "scale": jnp.ones(256)}
+      >>> layout = gx.bucket_layout(tree)
+      >>> packed = layout.pack(tree)
+      >>> [x.shape for x in packed.leaves], [x.shape for x in packed.buckets]
+      ([(256, 256)], [(512,)])
+      >>> layout.unpack(packed)["scale"].shape
+      (256,)
+    """
+    if small_size != math.inf:
+        check_positive_int("bucket_layout", "small_size", small_size)
+    check_positive_int("bucket_layout", "bucket_size", bucket_size)
+    leaves, treedef = jax.tree.flatten(tree)
+    shapes = tuple(tuple(int(d) for d in jnp.shape(x)) for x in leaves)
+    dtypes = tuple(jnp.dtype(x.dtype) if hasattr(x, "dtype") else jnp.asarray(x).dtype for x in leaves)
+    return _layout(treedef, shapes, dtypes, small_size, bucket_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(treedef, shapes, dtypes, small_size, bucket_size) -> Layout:
+    kept: list[int] = []
+    open_buckets: dict[Any, list[int]] = {}
+    closed: list[tuple[Any, list[int]]] = []
+    for i, (shape, dtype) in enumerate(zip(shapes, dtypes)):
+        n = math.prod(shape)
+        if n >= small_size:
+            kept.append(i)
+            continue
+        members = open_buckets.setdefault(dtype, [])
+        if members and sum(math.prod(shapes[j]) for j in members) + n > bucket_size:
+            closed.append((dtype, members))
+            members = open_buckets[dtype] = []
+        members.append(i)
+    closed.extend(open_buckets.items())
+    buckets = []
+    for dtype, members in closed:
+        sizes = [math.prod(shapes[i]) for i in members]
+        offsets = tuple(int(o) for o in np.cumsum([0, *sizes[:-1]]))
+        buckets.append(_Bucket(dtype, tuple(members), offsets, sum(sizes)))
+    return Layout(treedef, shapes, dtypes, tuple(kept), tuple(buckets))
+
+
+def _check_inner(owner: str, inner: Any) -> None:
+    if not is_transformation(inner):
+        raise TypeError(f"{owner}: inner must be a gradient transformation, got {type(inner).__name__}: {inner!r}.")
+
+
+@transformation()
+def bucketed(inner: GradientTransformation, small_size: int = 16384, bucket_size: int = 2**24) -> GradientTransformation:
+    """Runs ``inner`` on a bucketed layout: small leaves grouped into flat buckets.
+
+    ``inner``'s state is kept, between steps, in the packed layout of `bucket_layout`: one
+    array per bucket instead of one per small leaf, and large leaves as they are. At each
+    step the small gradients (and parameters, when given) are concatenated into their
+    buckets, ``inner`` runs on the packed tree, and its updates are sliced back into the
+    parameters' shapes. Large leaves are never copied. The results equal ``inner``'s for
+    any transformation that treats coordinates independently or through global sums
+    (Adam, SGD, Lion, global-norm clipping, ...); a transformation that depends on a leaf's
+    shape (Adafactor's factored moments) or masks leaves by name sees the buckets as leaves.
+
+    Args:
+      inner: the transformation to run.
+      small_size: leaves with fewer elements are bucketed.
+      bucket_size: the most elements one bucket gathers.
+
+    Returns:
+      A transformation taking and returning trees shaped like the parameters; its state is
+      ``inner``'s state for the `Packed` tree.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> params = {"w": jnp.ones((128, 128)), "b": jnp.ones(128), "g": jnp.ones(8)}
+      >>> tx = gx.bucketed(gx.adam(0.1))
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(params, state, params)
+      >>> round(float(updates["b"][0]), 4)
+      -0.1
+    """
+    _check_inner("bucketed", inner)
+    if small_size != math.inf:
+        check_positive_int("bucketed", "small_size", small_size)
+    check_positive_int("bucketed", "bucket_size", bucket_size)
+
+    def init(params):
+        layout = bucket_layout(params, small_size, bucket_size)
+        return inner.init(layout.pack(params))
+
+    def update(updates, state, params=None, **extra):
+        layout = bucket_layout(updates, small_size, bucket_size)
+        packed_params = None if params is None else layout.pack(params)
+        packed, state = call_update(inner, layout.pack(updates), state, packed_params, extra)
+        return layout.unpack(packed), state
+
+    return GradientTransformation(init, update)
+
+
+@transformation()
+def flat(inner: GradientTransformation) -> GradientTransformation:
+    """Runs ``inner`` on the whole tree raveled into one vector per dtype (persistent state).
+
+    Every step concatenates all gradients and slices the updates back; `bucketed`, which
+    copies only small leaves, is faster on trees with large leaves. Same conditions of
+    equality with ``inner`` as `bucketed`.
+
+    Args:
+      inner: the transformation to run.
+
+    Returns:
+      ``bucketed(inner, small_size=math.inf, bucket_size=2**62)``.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> params = {"w": jnp.ones((4, 4)), "b": jnp.ones(4)}
+      >>> tx = gx.flat(gx.sgd(0.1))
+      >>> state = tx.init(params)
+      >>> tx.update(params, state)[0]["b"].tolist()
+      [-0.10000000149011612, -0.10000000149011612, -0.10000000149011612, -0.10000000149011612]
+    """
+    _check_inner("flat", inner)
+    return bucketed(inner, small_size=math.inf, bucket_size=2**62)
