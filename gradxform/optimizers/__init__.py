@@ -71,6 +71,7 @@ from gradxform.optimizers.linesearch import (
     scale_by_backtracking_linesearch as scale_by_backtracking_linesearch,
     value_and_grad_from_state as value_and_grad_from_state,
 )
+from gradxform.optimizers.muon import muon as muon, scale_by_muon as scale_by_muon
 from gradxform.optimizers.polyak import polyak_sgd as polyak_sgd, scale_by_polyak as scale_by_polyak
 from gradxform.optimizers.recent_adaptive import (
     ProdigyState as ProdigyState,

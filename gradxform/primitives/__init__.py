@@ -17,6 +17,12 @@ from gradxform.primitives.lagged import (
     clip_by_step as clip_by_step,
     scale_by_lagged_rms as scale_by_lagged_rms,
 )
+from gradxform.primitives.orthogonal import (
+    MuonDimensionNumbers as MuonDimensionNumbers,
+    orthogonalize as orthogonalize,
+    orthogonalize_via_newton_schulz as orthogonalize_via_newton_schulz,
+    scale_by_shape as scale_by_shape,
+)
 from gradxform.primitives.moments import (
     AccumulateState as AccumulateState,
     CountState as CountState,

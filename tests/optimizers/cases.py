@@ -87,6 +87,7 @@ CASES.update(
         "lbfgs": Case(lambda lr: gx.lbfgs(learning_rate=lr), 1.0, 1.0, 100, complex_ok=False, needs=("loss",)),
         "schedule_free_sgd": Case(lambda lr: gx.schedule_free_sgd(lr), 0.1, 1e-3, 2000),
         "schedule_free_adamw": Case(lambda lr: gx.schedule_free_adamw(lr), 0.05, 0.02, 1000, complex_ok=False),
+        "muon": Case(lambda lr: gx.muon(lr), 0.05, 0.02, 1000),
     }
 )
 

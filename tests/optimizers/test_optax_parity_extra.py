@@ -57,7 +57,7 @@ def test_eager_matches_optax(name, args, kwargs):
     assert_trees_close(ours, ref)
 
 
-COMPLEX = [("ademamix", (1e-3,), {})]
+COMPLEX = [("ademamix", (1e-3,), {}), ("muon", (1e-3,), {})]
 
 
 @pytest.mark.parametrize("name,args,kwargs", COMPLEX, ids=[n for n, _, _ in COMPLEX])
@@ -103,6 +103,32 @@ def test_schedule_free_sgd_complex64_matches_optax():
     ours, _ = run(gx.schedule_free_sgd(0.02), 100, params=params)
     ref, _ = run(optax.contrib.schedule_free_sgd(0.02), 100, params=params)
     assert ours["w"].dtype == jnp.complex64
+    assert_trees_close(ours, ref)
+
+
+MUON = [
+    ("defaults", {}),
+    (
+        "dion-no-nesterov-adam-options-rms",
+        dict(ns_coeffs="dion", beta=0.9, weight_decay=0.01, nesterov=False, adam_b1=0.8, adam_b2=0.99,
+             adam_weight_decay=0.1, adam_learning_rate=5e-4, consistent_rms=0.2),
+    ),
+    ("adaptive-aol-kernel-as-matrices", dict(adaptive=True, preconditioning="aol", dims=True)),
+    ("schatten", dict(preconditioning="schatten")),
+]
+
+
+@pytest.mark.parametrize("kwargs", [kw for _, kw in MUON], ids=[i for i, _ in MUON])
+def test_muon_matches_optax(kwargs):
+    """The 2-D leaf goes to Muon and the rest to AdamW; with dimension numbers the 4-D kernel
+    is a batch (axis 2) of (axes 0, 1) x (axis 3) matrices."""
+    ours_kw, ref_kw = dict(kwargs), dict(kwargs)
+    if ours_kw.pop("dims", False):
+        del ref_kw["dims"]
+        for kw, dims in ((ours_kw, gx.MuonDimensionNumbers), (ref_kw, optax.contrib.MuonDimensionNumbers)):
+            kw["muon_weight_dimension_numbers"] = {"w": dims(), "kernel": dims((0, 1), 3), "b": None, "s": None}
+    ours, _ = run(gx.muon(1e-3, **ours_kw), 100)
+    ref, _ = run(optax.contrib.muon(1e-3, **ref_kw), 100)
     assert_trees_close(ours, ref)
 
 
@@ -171,9 +197,10 @@ def test_polyak_sgd_needs_value():
         (gx.schedule_free_sgd, dict(warmup_steps=0), "warmup_steps"),
         (gx.schedule_free_adamw, dict(b1=0.0), "b1"),
         (gx.lbfgs, dict(memory_size=0), "memory_size"),
+        (gx.muon, dict(learning_rate=1e-3, ns_coeffs="fast"), "ns_coeffs"),
         (gx.scale_by_zoom_linesearch, dict(max_linesearch_steps=5, initial_guess_strategy="two"), "initial_guess_strategy"),
     ],
-    ids=["polyak-variant", "prodigy-betas", "rprop-lr", "adopt-b2", "sf-warmup", "sf-b1", "lbfgs-memory", "zoom-guess"],
+    ids=["polyak-variant", "prodigy-betas", "rprop-lr", "adopt-b2", "sf-warmup", "sf-b1", "lbfgs-memory", "muon-preset", "zoom-guess"],
 )
 def test_invalid_arguments_are_named(factory, kwargs, match):
     with pytest.raises(ValueError, match=match):
