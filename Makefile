@@ -18,7 +18,7 @@ demo: $(VENV)/.installed-demo
 	$(PY) -m gradxform train --config configs/default.yaml
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -n 2 --nbmake notebooks tests gradxform
+	$(PY) -m pytest -n 2 tests gradxform
 
 bench: $(VENV)/.installed-bench
 	$(PY) -m benchmarks
