@@ -20,7 +20,8 @@ from gradxform.combinators import branch, chain, identity, ratio
 from gradxform.core import NON_NEGATIVE, REAL, UNIT, GradientTransformation, check_hyperparam
 from gradxform.optimizers.adam import first_moment
 from gradxform.primitives.elementwise import add, scale, scale_by_learning_rate, sqrt, square
-from gradxform.primitives.history import ema_difference, previous
+from gradxform.optimizers.optimistic import scale_by_optimistic_gradient
+from gradxform.primitives.history import ema_difference
 from gradxform.primitives.moments import bias_correction, ema, trace
 from gradxform.primitives.second_moments import layer_moment, prediction_error, rectify, yogi_moment
 from gradxform.primitives.weight_decay import MaskOrFn, add_decayed_weights
@@ -261,8 +262,9 @@ def scale_by_adan(
     Returns:
       ``ratio(branch(ema(b1), chain(ema_difference(b2), bias_correction(b2),
       scale(1 - b2)), "add"), chain(lookahead, square(), ema(b3), add(eps_root), sqrt(),
-      add(eps)))`` with ``lookahead = g_t + (1 - b2)(g_t - g_{t-1})`` (from `previous`):
-      four arrays per parameter, as a monolithic Adan keeps.
+      add(eps)))`` with the look-ahead gradient ``g_t + (1 - b2)(g_t - g_{t-1})`` from
+      ``scale_by_optimistic_gradient(1, 1 - b2)``: four arrays per parameter, as a
+      monolithic Adan keeps.
 
     References:
       Xie, Zhou, Li, Lin & Yan, "Adan: Adaptive Nesterov Momentum Algorithm for Faster
@@ -275,7 +277,8 @@ def scale_by_adan(
       (1,)
     """
     numerator = branch(ema(b1), chain(ema_difference(b2), bias_correction(b2), scale(1 - b2)), combine="add")
-    lookahead = branch(identity(), chain(branch(identity(), previous(), combine="subtract"), scale(1 - b2)), combine="add")
+    # g_t + (1 - b2)(g_t - g_{t-1}) is the optimistic extrapolation with alpha = 1, beta = 1 - b2.
+    lookahead = scale_by_optimistic_gradient(1.0, 1 - b2)
     return ratio(numerator, chain(lookahead, square(), ema(b3), add(eps_root), sqrt(), add(eps)))
 
 
