@@ -24,7 +24,6 @@ CASES = [
     ("rprop", (1e-2,), dict(eta_minus=0.3, eta_plus=1.5, min_step_size=1e-4, max_step_size=0.05)),
     ("adopt", (1e-3,), {}),
     ("adopt", (1e-3,), dict(b1=0.8, b2=0.99, eps=1e-4, nesterov=True)),
-    ("adopt", (1e-3,), dict(use_clipping=False)),
     ("ademamix", (1e-3,), {}),
     ("ademamix", (1e-3,), dict(b1=0.8, b2=0.9, b3=0.99, alpha=2.0, eps=1e-4, eps_root=1e-6, weight_decay=0.1)),
     # Prodigy's distance estimate grows geometrically at learning_rate=1 on this objective,
@@ -57,7 +56,7 @@ def test_eager_matches_optax(name, args, kwargs):
     assert_trees_close(ours, ref)
 
 
-COMPLEX = [("ademamix", (1e-3,), {}), ("muon", (1e-3,), {})]
+COMPLEX = [("muon", (1e-3,), {})]
 
 
 @pytest.mark.parametrize("name,args,kwargs", COMPLEX, ids=[n for n, _, _ in COMPLEX])
@@ -92,12 +91,6 @@ def test_schedule_free_matches_optax(name, kwargs):
     )
 
 
-def test_schedule_free_wraps_any_optimizer_like_optax():
-    ours, _ = run(gx.schedule_free(gx.adam(1e-3), 1e-3, b1=0.7), 100)
-    ref, _ = run(optax.contrib.schedule_free(optax.adam(1e-3), 1e-3, b1=0.7), 100)
-    assert_trees_close(ours, ref)
-
-
 def test_schedule_free_sgd_complex64_matches_optax():
     params = mixed_params(jnp.complex64)
     ours, _ = run(gx.schedule_free_sgd(0.02), 100, params=params)
@@ -109,12 +102,11 @@ def test_schedule_free_sgd_complex64_matches_optax():
 MUON = [
     ("defaults", {}),
     (
-        "dion-no-nesterov-adam-options-rms",
-        dict(ns_coeffs="dion", beta=0.9, weight_decay=0.01, nesterov=False, adam_b1=0.8, adam_b2=0.99,
-             adam_weight_decay=0.1, adam_learning_rate=5e-4, consistent_rms=0.2),
+        "dion-schatten-no-nesterov-adam-options-rms",
+        dict(ns_coeffs="dion", preconditioning="schatten", beta=0.9, weight_decay=0.01, nesterov=False, adam_b1=0.8,
+             adam_b2=0.99, adam_weight_decay=0.1, adam_learning_rate=5e-4, consistent_rms=0.2),
     ),
     ("adaptive-aol-kernel-as-matrices", dict(adaptive=True, preconditioning="aol", dims=True)),
-    ("schatten", dict(preconditioning="schatten")),
 ]
 
 
@@ -281,7 +273,6 @@ LINESEARCH = [
         ),
         20,
     ),
-    ("lbfgs-lr-no-search", lambda m: m.lbfgs(learning_rate=0.05, linesearch=None), 20),
     (
         "sgd-backtracking-options",
         lambda m: m.chain(
@@ -318,24 +309,6 @@ def _quadratic(w, target=1.0):
     return jnp.sum((w - target) ** 2) + 0.5 * jnp.sum(w) ** 2
 
 
-def test_value_and_grad_from_state_returns_the_accepted_point():
-    tx = gx.lbfgs()
-    w = jnp.zeros(3)
-
-    @jax.jit
-    def step(w, state):
-        value, g = jax.value_and_grad(_quadratic)(w)
-        u, state = tx.update(g, state, w, value=value, grad=g, value_fn=_quadratic)
-        new_w = gx.apply_updates(w, u)
-        return new_w, gx.value_and_grad_from_state(_quadratic)(new_w, state=state)
-
-    new_w, stored = step(w, tx.init(w))
-    assert float(_quadratic(new_w)) < float(_quadratic(w))
-    assert_trees_close(stored, jax.value_and_grad(_quadratic)(new_w))
-    with pytest.raises(ValueError, match="stored value"):
-        gx.value_and_grad_from_state(_quadratic)(w, state=gx.sgd(0.1).init(w))
-
-
 @pytest.mark.parametrize(
     "tx", [gx.scale_by_zoom_linesearch(5), gx.scale_by_backtracking_linesearch(5)], ids=["zoom", "backtracking"]
 )
@@ -345,8 +318,9 @@ def test_line_search_names_missing_objective(tx):
         tx.update(w, tx.init(w), w, value=1.0, grad=w)
 
 
-def test_line_search_passes_named_extras_to_value_fn():
-    """Extra arguments named in value_fn's signature reach it; others are ignored."""
+def test_value_fn_extras_and_stored_value_and_grad():
+    """Extra arguments named in value_fn's signature reach it (others are ignored), and
+    value_and_grad_from_state returns the value and gradient at the accepted point."""
     tx = gx.lbfgs()
     target = jnp.array([1.0, -2.0])
 
@@ -354,11 +328,15 @@ def test_line_search_passes_named_extras_to_value_fn():
     def step(w, state):
         value, g = jax.value_and_grad(_quadratic)(w, target)
         u, state = tx.update(g, state, w, value=value, grad=g, value_fn=_quadratic, target=target, unrelated=3)
-        return gx.apply_updates(w, u), state
+        new_w = gx.apply_updates(w, u)
+        return new_w, state, gx.value_and_grad_from_state(_quadratic)(new_w, target, state=state)
 
     w = jnp.zeros(2)
     state = tx.init(w)
     for _ in range(8):
-        w, state = step(w, state)
+        w, state, stored = step(w, state)
+        assert_trees_close(stored, jax.value_and_grad(_quadratic)(w, target), atol=1e-5)
     minimum = jnp.linalg.solve(2 * jnp.eye(2) + jnp.ones((2, 2)), 2 * target)  # gradient = 0
     np.testing.assert_allclose(np.asarray(w), np.asarray(minimum), atol=1e-5)
+    with pytest.raises(ValueError, match="stored value"):
+        gx.value_and_grad_from_state(_quadratic)(w, state=gx.sgd(0.1).init(w))
