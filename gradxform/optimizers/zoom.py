@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.core import NON_NEGATIVE, POSITIVE, UNIT, UNIT_CLOSED, GradientTransformation, PyTree, check_choice, check_positive_int, tree_zeros_like
-from gradxform.optimizers.linesearch import along, cast_scalars, objective_args, scale_tree, value_dtype
+from gradxform.optimizers._search import along, cast_scalars, objective_args, scale_tree, value_dtype
 from gradxform.primitives.inner import tree_real_vdot
 
 

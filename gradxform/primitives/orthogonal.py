@@ -37,6 +37,7 @@ DimNums = MuonDimensionNumbers | PyTree | Callable[[PyTree], PyTree] | None
 
 
 def is_dim_nums(x: Any) -> bool:
+    """Whether ``x`` is a `MuonDimensionNumbers` (a leaf, not a tuple to descend into)."""
     return isinstance(x, MuonDimensionNumbers)
 
 
@@ -52,7 +53,24 @@ def _axes(x: jax.Array, dims: MuonDimensionNumbers) -> tuple[tuple[int, ...], tu
 
 
 def fans(x: jax.Array, dims: MuonDimensionNumbers | None) -> tuple[int, int]:
-    """(fan_in, fan_out): the sizes of the reduction and output axes together."""
+    """The sizes of the reduction (fan-in) and output (fan-out) axes of ``x`` together.
+
+    Args:
+      x: an array.
+      dims: its dimension numbers (``None``: a matrix, rows as fan-in).
+
+    Returns:
+      ``(fan_in, fan_out)``.
+
+    Raises:
+      ValueError: if the axes overlap.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gradxform.primitives.orthogonal import MuonDimensionNumbers, fans
+      >>> fans(jnp.zeros((2, 3, 4, 5)), MuonDimensionNumbers((0, 1), 3))
+      (6, 5)
+    """
     reduction, output = _axes(x, dims or MuonDimensionNumbers())
     return math.prod(x.shape[a] for a in reduction), math.prod(x.shape[a] for a in output)
 
@@ -154,10 +172,21 @@ def orthogonalize_via_newton_schulz(
 
 
 def resolve_dim_nums(weight_dimension_numbers: DimNums, tree: PyTree) -> PyTree:
-    """A tree with ``tree``'s structure holding each leaf's `MuonDimensionNumbers` (or None).
+    """Each leaf's `MuonDimensionNumbers` (or ``None``), in a tree with ``tree``'s structure.
 
-    ``weight_dimension_numbers`` may be one `MuonDimensionNumbers` for every leaf, a tree
-    (a prefix of ``tree``'s) of them and ``None``, or a function of ``tree`` returning one.
+    Args:
+      weight_dimension_numbers: one `MuonDimensionNumbers` for every leaf, a tree (a prefix
+        of ``tree``'s) of them and ``None``, or a function of ``tree`` returning one.
+      tree: the parameters or updates.
+
+    Returns:
+      A tree whose leaves (at ``tree``'s leaves) are `MuonDimensionNumbers` or ``None``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gradxform.primitives.orthogonal import MuonDimensionNumbers, resolve_dim_nums
+      >>> resolve_dim_nums(MuonDimensionNumbers(), {"w": jnp.zeros((2, 2))})
+      {'w': MuonDimensionNumbers(reduction_axis=0, output_axis=1)}
     """
     dims = weight_dimension_numbers(tree) if callable(weight_dimension_numbers) else weight_dimension_numbers
     return jax.tree.map(
