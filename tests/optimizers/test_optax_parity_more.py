@@ -90,6 +90,26 @@ def test_matches_optax_eager(name, args, kwargs):
     assert_trees_close(ours, ref)
 
 
+def _mask(params):
+    return {k: jnp.ndim(v) > 1 for k, v in params.items()}
+
+
+@pytest.mark.parametrize(
+    "ours,oracle",
+    [
+        # the learning rate enters twice (step size and shrink), both from the schedule
+        (lambda: gx.fromage(gx.schedules.linear_schedule(1e-2, 1e-3, 50)), lambda: optax.fromage(optax.linear_schedule(1e-2, 1e-3, 50))),
+        (
+            lambda: gx.lars(0.05, weight_decay=0.1, weight_decay_mask=_mask, trust_ratio_mask=_mask),
+            lambda: optax.lars(0.05, weight_decay=0.1, weight_decay_mask=_mask, trust_ratio_mask=_mask),
+        ),
+    ],
+    ids=["fromage-schedule", "lars-masks"],
+)
+def test_schedules_and_masks_match_optax(ours, oracle):
+    assert_trees_close(run(ours(), 100)[0], run(oracle(), 100)[0])
+
+
 @pytest.mark.parametrize(
     "name,stages",
     [
