@@ -15,9 +15,8 @@ import numpy as np
 
 from gradxform._factory import transformation
 from gradxform.combinators import chain
-from gradxform.core import NON_NEGATIVE, POSITIVE, REAL, EmptyState, GradientTransformation, check_choice
+from gradxform.core import NON_NEGATIVE, POSITIVE, REAL, EmptyState, GradientTransformation, abs_sq, check_choice
 from gradxform.optimizers.sgd import sgd
-from gradxform.primitives.clipping import global_norm
 
 _VARIANTS = ("sps", "sps+")
 # Optax compares against the double-precision epsilon whatever the dtype.
@@ -63,7 +62,7 @@ def scale_by_polyak(
     def update(updates, state, params=None, *, value=None, **extra):
         if value is None:
             raise ValueError(MISSING_VALUE.format(owner="scale_by_polyak"))
-        sq_norm = global_norm(updates) ** 2
+        sq_norm = jnp.asarray(sum(jnp.sum(abs_sq(g)) for g in jax.tree.leaves(updates)))
         gap = (jnp.asarray(value) - jnp.asarray(f_min)).astype(sq_norm.dtype)
         if variant == "sps+":
             gap = jnp.maximum(gap, 0.0)

@@ -69,7 +69,8 @@ def scale_by_rprop(
     itself produced at the previous update, a feedback no chain of stages can express.
 
     Args:
-      learning_rate: the initial step size of every coordinate, > 0.
+      learning_rate: the initial step size of every coordinate, > 0 (read by ``init``
+        only: the step sizes then evolve in the state).
       eta_minus: factor applied to the step size when the gradient flips sign, > 0.
       eta_plus: factor applied when the gradient keeps its sign, > 0.
       min_step_size: lower bound of the step sizes, >= 0.
@@ -130,7 +131,7 @@ def rprop(
     equations are in this module's docstring.
 
     Args:
-      learning_rate: the initial step size, > 0.
+      learning_rate: the initial step size, > 0 (read by ``init`` only).
       eta_minus: shrink factor on a sign flip, > 0 (usually < 1).
       eta_plus: growth factor while the sign holds, > 0 (usually > 1).
       min_step_size: smallest step size, >= 0.
