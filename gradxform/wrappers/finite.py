@@ -49,7 +49,17 @@ def all_finite(tree: Updates) -> jax.Array:
 def skipped_updates(like: Any) -> Any:
     """Updates that leave parameters bit-for-bit unchanged: negative zeros shaped like ``like``.
 
-    ``like`` may hold arrays or ``jax.ShapeDtypeStruct`` leaves.
+    Args:
+      like: a pytree of arrays or ``jax.ShapeDtypeStruct`` leaves.
+
+    Returns:
+      A pytree of ``-0.0`` arrays with ``like``'s shapes and dtypes.
+
+    Example:
+      >>> from gradxform.wrappers.finite import skipped_updates
+      >>> import jax.numpy as jnp
+      >>> skipped_updates(jnp.ones(2)).tolist()
+      [-0.0, -0.0]
     """
     return jax.tree.map(lambda x: jnp.full(x.shape, -0.0, x.dtype), like)
 
@@ -117,7 +127,26 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) 
 
 
 def cond_update(apply: jax.Array, inner: GradientTransformation, updates, state, params, extra):
-    """``inner``'s update where ``apply`` is true, else skipped updates with ``state`` untouched."""
+    """``inner``'s update where ``apply`` is true, else skipped updates with ``state`` untouched.
+
+    Args:
+      apply: a boolean scalar (may be traced).
+      inner: the transformation to run.
+      updates: its input updates.
+      state: its state.
+      params: the parameters (or ``None``).
+      extra: extra keyword arguments for ``inner.update``.
+
+    Returns:
+      ``(updates, state)``: ``inner``'s, or `skipped_updates` and ``state`` itself.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> from gradxform.wrappers.finite import cond_update
+      >>> tx = gx.sgd(1.0)
+      >>> cond_update(jnp.array(False), tx, jnp.ones(1), tx.init(jnp.ones(1)), None, {})[0].tolist()
+      [-0.0]
+    """
 
     def run(u, s):
         return call_update(inner, u, s, params, extra)

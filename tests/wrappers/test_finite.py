@@ -38,28 +38,22 @@ def _poisoned_run(tx, steps, poison):
     return p, states
 
 
-# NaN, +Inf and -Inf, alone and in runs of two (below the limit of consecutive errors).
-POISON = {3: np.nan, 10: np.inf, 11: -np.inf, 20: np.nan, 21: np.inf, 30: -np.inf}
+# NaN, +Inf and -Inf, alone and in runs of two (within the limit of consecutive errors),
+# then three in a row at the end: the third exceeds the limit and is applied.
+POISON = {3: np.nan, 10: np.inf, 11: -np.inf, 20: np.nan, 21: np.inf, 30: -np.inf, 37: np.nan, 38: np.nan, 39: np.nan}
 
 
 def test_apply_if_finite_agrees_with_optax():
     ours, s1 = _poisoned_run(gx.apply_if_finite(gx.adam(1e-3), max_consecutive_errors=2), 40, POISON)
     theirs, s2 = _poisoned_run(optax.apply_if_finite(optax.adam(1e-3), max_consecutive_errors=2), 40, POISON)
-    assert_trees_close(ours, theirs)
     # Same skip decisions, step by step.
     for field in ("notfinite_count", "last_finite", "total_notfinite"):
         np.testing.assert_array_equal(getattr(s1, field), getattr(s2, field), err_msg=field)
     assert int(s1.total_notfinite[-1]) == len(POISON)
     assert int(s1.notfinite_count[11]) == 2 and int(s1.notfinite_count[12]) == 0
-
-
-def test_apply_if_finite_gives_up_after_max_consecutive_errors():
-    bad = {5: np.nan, 6: np.nan, 7: np.nan}
-    ours, s1 = _poisoned_run(gx.apply_if_finite(gx.sgd(1e-3), max_consecutive_errors=2), 10, bad)
-    theirs, s2 = _poisoned_run(optax.apply_if_finite(optax.sgd(1e-3), max_consecutive_errors=2), 10, bad)
-    np.testing.assert_array_equal(s1.notfinite_count, s2.notfinite_count)
-    # The third consecutive NaN is applied: it reaches the parameters, in both libraries.
+    # The finite coordinates agree; the third consecutive NaN gave up and reached "w" in both.
     assert np.isnan(ours["w"][0, 0]) and np.isnan(theirs["w"][0, 0])
+    assert_trees_close({k: v for k, v in ours.items() if k != "w"}, {k: v for k, v in theirs.items() if k != "w"})
 
 
 def test_nan_at_step_k_leaves_params_and_state_bit_for_bit_unchanged():
