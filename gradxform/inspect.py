@@ -69,17 +69,32 @@ def _label(tx: Any) -> str:
 
 
 def children(tx: Any) -> list[tuple[str, Any]]:
-    """The sub-transformations shown under ``tx``: its transformation arguments, else the
-    composition it expands to (unless that is a single stage of its own arguments)."""
+    """The sub-transformations shown under ``tx``.
+
+    A factory's transformation arguments (a chain's stages, a ratio's two sides) when its
+    body is made of just those; otherwise the composition it expands to, so that a wrapper
+    adding stages of its own (a projection after the inner optimizer) shows them too.
+    """
     spec = getattr(tx, "spec", None)
     if spec is None:
         return []
     given = spec.children()
-    if given:
+    if spec.body is None:
         return given
-    if spec.body is not None:
-        return [("=", spec.body)]
-    return []
+    if given and _only_wraps(spec.body, given):
+        return given
+    return [("=", spec.body)]
+
+
+def _only_wraps(body: Any, given: list[tuple[str, Any]]) -> bool:
+    """Whether ``body`` adds no stage of its own around the given transformations."""
+    spec = getattr(body, "spec", None)
+    if spec is None:
+        return False
+    ids = {id(t) for _, t in given}
+    return all(id(t) in ids for _, t in spec.children()) and spec.body is None or (
+        spec.body is not None and _only_wraps(spec.body, given)
+    )
 
 
 def describe(tx: GradientTransformation) -> str:
