@@ -395,8 +395,7 @@ def _build_function(config: Mapping[str, Any], path: str) -> Any:
             raise ConfigError(
                 _join(path, f"args.{k}"), f"{name} has no argument {k!r}.{_suggest(str(k), allowed)} Allowed: {', '.join(allowed)}."
             )
-    # Mappings here are data (patterns to labels), kept as written.
-    values = {k: v if isinstance(v, Mapping) else _value_from_config(v, _join(path, f"args.{k}"), k) for k, v in args.items()}
+    values = {k: _value_from_config(v, _join(path, f"args.{k}"), k) for k, v in args.items()}
     try:
         return function(**values)
     except (ValueError, TypeError) as e:

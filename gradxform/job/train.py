@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gradxform as gx
+from gradxform.config import ConfigError
 from gradxform.core import GradientTransformation, path_str
 from gradxform.job.data import Digits, batch_indices, load_digits
 from gradxform.job.model import init_model, loss_and_accuracy
@@ -74,6 +75,30 @@ def current_learning_rate(opt_state: Any) -> float | None:
     return None
 
 
+def init_optimizer(tx: GradientTransformation, params: Any) -> Any:
+    """``tx.init(params)``, after checking (abstractly, at no cost in steps) that one update
+    works on these parameters, so that a config that does not fit the model is reported as
+    a `ConfigError` rather than failing inside the first step.
+
+    Args:
+      tx: the optimizer.
+      params: the model's parameters.
+
+    Returns:
+      The optimizer state.
+
+    Raises:
+      ConfigError: if the optimizer rejects the parameters (a path pattern that matches no
+        parameter, a mask of another structure), with its message.
+    """
+    try:
+        state = tx.init(params)
+        jax.eval_shape(lambda p, s: tx.update(p, s, p, value=jnp.zeros((), jnp.float32)), params, state)
+        return state
+    except ValueError as e:
+        raise ConfigError("optimizer", f"does not fit the model's parameters: {e}") from None
+
+
 @dataclasses.dataclass
 class Run:
     """The result of `fit`: final state, curves and timing."""
@@ -123,7 +148,7 @@ def fit(
 
     graphdef, params = init_model(cfg.hidden, cfg.seed)
     if start is None:
-        first, opt_state, history = 0, tx.init(params), new_history()
+        first, opt_state, history = 0, init_optimizer(tx, params), new_history()
     else:
         first, params, opt_state, history = start
     # Committed arrays, as every step returns: otherwise the second step compiles again.
@@ -217,16 +242,16 @@ def train(cfg: JobConfig, *, steps: int | None = None, resume: bool = False, out
     folder = Path(out or cfg.out)
     tx = cfg.build()
     data = load_digits(cfg.test_fraction, cfg.seed)
+    _, params = init_model(cfg.hidden, cfg.seed)
+    start = (0, params, init_optimizer(tx, params), new_history())  # checks the optimizer fits
     if not resume and (folder / "checkpoints").exists():
         # A fresh run replaces the old one's checkpoints (so `make demo` can run twice).
         print(f"Starting afresh: removing the checkpoints in {folder / 'checkpoints'} (use --resume to continue them)")
         shutil.rmtree(folder / "checkpoints")
     ckpt = Checkpoints(folder / "checkpoints", gx.to_config(tx))
     try:
-        start = None
         if resume:
-            graphdef, params = init_model(cfg.hidden, cfg.seed)
-            start = ckpt.restore(params, tx.init(params))
+            start = ckpt.restore(start[1], start[2])
             print(f"Resuming from step {start[0]} ({ckpt.directory})")
         run = fit(cfg, tx, data, total, start=start, on_checkpoint=ckpt.save, label=tx.spec.name)
     finally:
