@@ -18,10 +18,12 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.core import (
+    NON_NEGATIVE,
     REAL,
     UNIT,
     GradientTransformation,
     Updates,
+    check_hyperparam,
     check_same_tree,
     new_count,
     safe_increment,
@@ -109,7 +111,8 @@ def yogi_moment(decay: float, initial_value: float = 1e-6, accumulator_dtype: An
       >>> tx.update(jnp.array([4.0]), tx.init(jnp.zeros(1)))[0].tolist()  # 0 + 0.5 * 4
       [2.0]
     """
-    if isinstance(initial_value, bool) or not isinstance(initial_value, (int, float)) or not initial_value >= 0:
+    check_hyperparam("yogi_moment", "initial_value", initial_value, NON_NEGATIVE)
+    if callable(initial_value):
         raise ValueError(f"yogi_moment: initial_value must be a number >= 0, got initial_value={initial_value!r}.")
 
     def init(params):
