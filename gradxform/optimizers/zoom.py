@@ -212,14 +212,14 @@ def scale_by_zoom_linesearch(
             nan_is_inf = lambda e: jnp.where(jnp.isnan(e), jnp.inf, e)
             return nan_is_inf(decrease), nan_is_inf(curvature)
 
-        def bracket(s: _Zoom) -> _Zoom:
+        def bracket_trial(s: _Zoom):
+            eta = jnp.where(s.count == 0, guess, increase_factor * s.current.stepsize)
+            if max_learning_rate is None:
+                return eta, jnp.asarray(False)
+            return jnp.minimum(eta, max_learning_rate), eta >= max_learning_rate
+
+        def bracket(s: _Zoom, p: _Point, at_max: jax.Array) -> _Zoom:
             first = s.count == 0
-            eta = jnp.where(first, guess, increase_factor * s.current.stepsize)
-            at_max = jnp.asarray(False)
-            if max_learning_rate is not None:
-                at_max = eta >= max_learning_rate
-                eta = jnp.minimum(eta, max_learning_rate)
-            p = evaluate(eta)
             dec, curv = errors(p)
             met = jnp.maximum(dec, curv) <= tol
             safe = _select(dec <= tol, p, s.safe)
@@ -235,15 +235,18 @@ def scale_by_zoom_linesearch(
                 low.stepsize, low.value, safe,
             )
 
-        def shrink(s: _Zoom) -> _Zoom:
+        def shrink_trial(s: _Zoom) -> jax.Array:
             width = jnp.abs(s.high - s.low)
             left, right = jnp.minimum(s.high, s.low), jnp.maximum(s.high, s.low)
             cubic = _cubic_minimizer(s.low, s.value_low, s.slope_low, s.high, s.value_high, s.cubic_ref, s.value_cubic_ref)
             use_cubic = (cubic > left + 0.2 * width) & (cubic < right - 0.2 * width)
             quadratic = _quadratic_minimizer(s.low, s.value_low, s.slope_low, s.high, s.value_high)
             use_quadratic = ~use_cubic & (quadratic > left + 0.1 * width) & (quadratic < right - 0.1 * width)
-            middle = jnp.where(use_cubic, cubic, jnp.where(use_quadratic, quadratic, (s.low + s.high) / 2.0))
-            p = evaluate(middle)
+            return jnp.where(use_cubic, cubic, jnp.where(use_quadratic, quadratic, (s.low + s.high) / 2.0))
+
+        def shrink(s: _Zoom, p: _Point) -> _Zoom:
+            width = jnp.abs(s.high - s.low)
+            middle = p.stepsize
             dec, curv = errors(p)
             done = jnp.maximum(dec, curv) <= tol
             safe = _select((dec <= tol) & (p.value < s.safe.value), p, s.safe)
@@ -274,7 +277,11 @@ def scale_by_zoom_linesearch(
             return s._replace(current=_select(use_safe, s.safe, s.current))
 
         def step(s: _Zoom) -> _Zoom:
-            s = jax.lax.cond(s.interval_found, lambda x: cast_scalars(shrink(x), x), lambda x: cast_scalars(bracket(x), x), s)
+            # One evaluation of the objective per iteration (not one per phase): the trial
+            # step of either phase is cheap scalar arithmetic, the evaluation is not.
+            eta, at_max = bracket_trial(s)
+            p = evaluate(jnp.where(s.interval_found, shrink_trial(s), eta).astype(dt))
+            s = _select(s.interval_found, cast_scalars(shrink(s, p), s), cast_scalars(bracket(s, p, at_max), s))
             return jax.lax.cond(s.failed, fall_back, lambda x: x, s)
 
         guess = jnp.asarray(1.0, dt) if initial_guess_strategy == "one" else state.learning_rate
