@@ -7,10 +7,12 @@ back to the gradients' dtype.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradxform._factory import transformation
 from gradxform.core import (
@@ -26,9 +28,17 @@ from gradxform.core import (
 )
 
 
+@functools.lru_cache(maxsize=None)
+def _real_dtype(dtype: Any) -> Any:
+    # NumPy, not jnp: under a trace, jnp.zeros would record operations for every leaf.
+    # At least float32: in bfloat16, b2 = 0.999 rounds to 1.0 and 1 - b2 to 0, so low
+    # precision moments are updated in float32 and rounded once, when stored.
+    return jnp.promote_types(np.zeros((), dtype).real.dtype, jnp.float32)
+
+
 def _coef(x: Any, like: jax.Array) -> jax.Array:
-    """A hyperparameter as a scalar in the real dtype matching ``like``."""
-    return jnp.asarray(x).astype(jnp.real(jnp.zeros((), like.dtype)).dtype)
+    """A hyperparameter as a scalar of ``like``'s real dtype, and at least float32."""
+    return jnp.asarray(x, _real_dtype(like.dtype))
 
 
 class EmaState(NamedTuple):
@@ -230,7 +240,7 @@ def trace(decay: float, nesterov: bool = False, accumulator_dtype: Any = None) -
 
     def update(updates, state, params=None, **extra):
         check_same_tree(updates, state.trace, "updates", "trace's state")
-        step = lambda g, v: g + _coef(decay, v).astype(jnp.result_type(g)) * v
+        step = lambda g, v: g + _coef(decay, v) * v
         new = jax.tree.map(step, updates, state.trace)
         out = jax.tree.map(step, updates, new) if nesterov else new
         new = jax.tree.map(lambda v, t: v.astype(t.dtype), new, state.trace)
