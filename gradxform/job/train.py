@@ -28,6 +28,9 @@ from gradxform.job.settings import JobConfig
 
 LOG_EVERY = 10
 
+# One compiled evaluation for every run of a model in this process (compare trains many).
+_evaluate = jax.jit(loss_and_accuracy, static_argnums=0)
+
 
 def make_step(graphdef: Any, tx: GradientTransformation) -> Callable[..., tuple[Any, Any, jax.Array, jax.Array]]:
     """The jitted step ``(params, opt_state, x, y, idx) -> (params, opt_state, loss, acc)``.
@@ -154,7 +157,8 @@ def fit(
     # Committed arrays, as every step returns: otherwise the second step compiles again.
     params, opt_state = jax.device_put((params, opt_state), jax.devices()[0])
     step_fn = make_step(graphdef, tx)
-    evaluate = jax.jit(lambda p: loss_and_accuracy(graphdef, p, jnp.asarray(data.x_test), jnp.asarray(data.y_test)))
+    x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
+    evaluate = lambda p: _evaluate(graphdef, p, x_test, y_test)  # noqa: E731
     x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     window: list[tuple[jax.Array, jax.Array]] = []
     bar = tqdm(total=steps, initial=first, desc=label, disable=not progress, mininterval=0.25, leave=True)
