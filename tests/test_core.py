@@ -338,3 +338,17 @@ def test_apply_updates_keeps_dtype_and_skips_none():
     new = gx.apply_updates(params, {"a": jnp.full(2, 0.5, jnp.float32), "b": None})
     assert new["a"].dtype == jnp.bfloat16 and float(new["a"][0]) == 1.5
     np.testing.assert_array_equal(new["b"], params["b"])
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "nadam", "amsgrad", "adamax", "rmsprop", "adagrad", "lion", "signum", "sgd"])
+def test_bfloat16_parameters_match_optax(name):
+    """Low-precision moments are updated in float32 and rounded when stored: in bfloat16,
+    b2 = 0.999 would round to 1 and Adam would divide by eps (a regression once)."""
+    kwargs = {"momentum": 0.9} if name == "sgd" else {}
+    params = mixed_params(jnp.bfloat16)
+    ours, _ = run(getattr(gx, name)(1e-3, **kwargs), 20, params=params)
+    ref, _ = run(getattr(optax, name)(1e-3, **kwargs), 20, params=params)
+    assert ours["w"].dtype == jnp.bfloat16
+    # Parameters are bfloat16 (8 bits of mantissa): a few units in the last place.
+    for x, y in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), rtol=2e-2, atol=2e-2)
