@@ -46,15 +46,17 @@ def jax_candidate(name, tx, apply, params, grads):
     return c
 
 
-def run_row(shape, params, grads, optimizer, variant, wrap, args, bw):
+def run_row(shape, params, grads, optimizer, variant, option, args, bw):
     """Times one (shape, optimizer[, variant]) row; returns the printed fields."""
     n = trees.size(params)
     tx = suite.make_gx(optimizer)
-    if tx is None:
+    if tx is None or (option is not None and not option.applies(shape, optimizer)):
         return None
-    if wrap is not None:
-        tx = wrap(tx)
-    cands = [jax_candidate("gx", tx, gx.apply_updates, params, grads),
+    gx_params, gx_grads = params, grads
+    if option is not None:
+        tx = option.wrap(tx)
+        gx_params, gx_grads = option.layout(params), option.layout(grads)
+    cands = [jax_candidate("gx", tx, gx.apply_updates, gx_params, gx_grads),
              jax_candidate("optax", suite.make_optax(optimizer), optax.apply_updates, params, grads)]
     torch_fn = None if args.no_torch or variant else torch_ref.fused_step(optimizer, params, grads)
     if torch_fn is not None:
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shapes", nargs="*", default=list(suite.SHAPES), choices=list(suite.SHAPES))
     parser.add_argument("--optimizers", nargs="*", default=list(suite.OPTIMIZERS), choices=list(suite.OPTIMIZERS))
     parser.add_argument("--variants", nargs="*", default=None,
-                        help="gradxform layout/state options to add as rows (default: all available)")
+                        help="gradxform options to add as rows: bucketed, packed, 8-bit (default: all available)")
     parser.add_argument("--steps", type=int, default=50, help="interleaved rounds per row at most")
     parser.add_argument("--budget", type=float, default=3.0, help="seconds of timing per row at most")
     parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch even if installed")
@@ -113,8 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         params = suite.SHAPES[shape]()
         grads = trees.gradients_like(params)
         for optimizer in args.optimizers:
-            for variant, wrap in [(None, None), *chosen.items()]:
-                row = run_row(shape, params, grads, optimizer, variant, wrap, args, bw)
+            for variant, option in [(None, None), *chosen.items()]:
+                row = run_row(shape, params, grads, optimizer, variant, option, args, bw)
                 if row is not None:
                     print_row(row)
         del params, grads

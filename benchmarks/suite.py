@@ -6,7 +6,7 @@ Optimizers that gradxform does not have yet (``hasattr(gx, name)`` is false) are
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import optax
 
@@ -49,12 +49,32 @@ def bytes_per_param(optimizer: str) -> int:
     return OPTIMIZERS[optimizer][3]
 
 
-def variants() -> dict[str, Callable[[Any], Any]]:
-    """Layout and state options of gradxform timed as extra rows, as wrappers of an optimizer
-    (those the installed gradxform has)."""
-    out: dict[str, Callable[[Any], Any]] = {}
+class Variant(NamedTuple):
+    """A gradxform option timed as an extra row: which rows it applies to, how it wraps the
+    optimizer, and how it lays out the parameters and gradients fed to the step."""
+
+    applies: Callable[[str, str], bool]
+    wrap: Callable[[Any], Any]
+    layout: Callable[[Any], Any]
+
+
+def _packed(tree: Any) -> Any:
+    return gx.bucket_layout(tree).pack(tree)
+
+
+def variants() -> dict[str, Variant]:
+    """Layout and state options of gradxform timed as extra rows (those it has):
+
+    - ``bucketed``: ``gx.bucketed(tx)``, a drop-in wrapper (state packed, trees in and out);
+    - ``packed``: parameters kept in ``gx.bucket_layout`` form, so gradients arrive packed;
+    - ``8-bit``: ``gx.quantized_state(tx)`` for the Adam family.
+    """
+    many = lambda shape, opt: shape in ("tree400", "tiny400", "flax-lm")
+    same = lambda tree: tree
+    out: dict[str, Variant] = {}
     if hasattr(gx, "bucketed"):
-        out["bucketed"] = gx.bucketed
+        out["bucketed"] = Variant(many, gx.bucketed, same)
+        out["packed"] = Variant(many, lambda tx: tx, _packed)
     if hasattr(gx, "quantized_state"):
-        out["8-bit state"] = gx.quantized_state
+        out["8-bit"] = Variant(lambda shape, opt: opt in ("adam", "adamw"), gx.quantized_state, same)
     return out

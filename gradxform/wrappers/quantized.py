@@ -80,6 +80,15 @@ def _magnitude(r: jax.Array, nonneg: jax.Array) -> jax.Array:
     return jnp.where(r == 0, 0.0, jnp.where(r == top, 1.0, mid))
 
 
+_POW10 = np.array([10.0**k for k in range(-8, 1)], np.float32)
+
+
+def _pow10(k: jax.Array) -> jax.Array:
+    """``10.0 ** k`` for integers ``k`` in [-8, 0], by table lookup (``pow`` costs a
+    logarithm and an exponential per element)."""
+    return jnp.take(jnp.asarray(_POW10), k + 8, mode="clip")
+
+
 def _encode(a: jax.Array, nonneg: jax.Array, u: jax.Array | float = 0.5) -> jax.Array:
     """The magnitude code (int32) of ``a`` in [0, 1]: the nearest level (to within one) when
     ``u`` is 0.5; with ``u`` uniform in [0, 1), one of the two levels around ``a``, the
@@ -89,11 +98,11 @@ def _encode(a: jax.Array, nonneg: jax.Array, u: jax.Array | float = 0.5) -> jax.
     safe = jnp.maximum(a, 1e-30)
     e = jnp.clip(jnp.floor(jnp.log10(safe)).astype(jnp.int32) + d, 0, d - 1)
     width = jnp.left_shift(1, e + 1)
-    frac = safe / jnp.power(jnp.float32(10.0), (e + 1 - d).astype(jnp.float32))
+    frac = safe / _pow10(e + 1 - d)
     pos = (frac - 0.1) / 0.9 * width.astype(jnp.float32) - 0.5
     j = jnp.clip(jnp.floor(pos + u).astype(jnp.int32), 0, width - 1)
     r = width - 1 + j
-    smallest = 0.325 * jnp.power(jnp.float32(10.0), (1 - d).astype(jnp.float32))
+    smallest = 0.325 * _pow10(1 - d)
     largest = 1.0 - 0.45 / jnp.left_shift(1, d).astype(jnp.float32)
     r = jnp.where(a < 0.5 * smallest, 0, r)
     return jnp.where(a > 0.5 * (largest + 1.0), top, r)
@@ -128,14 +137,17 @@ def _quantize(x: jax.Array, block_size: int, seed: jax.Array | None = None) -> t
     return (r | sign).astype(jnp.uint8), absmax, nonneg
 
 
+@functools.cache
+def _decode_table() -> np.ndarray:
+    """The signed map, then the squares of the unsigned map: 512 values, indexed by code
+    plus 256 for blocks that use the unsigned map (of square roots)."""
+    return np.concatenate([dynamic_map(True), dynamic_map(False) ** 2])
+
+
 @functools.partial(jax.jit, static_argnums=(3, 4))
 def _dequantize(codes: jax.Array, absmax: jax.Array, nonneg: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-    nonneg = nonneg[:, None]
-    c = codes.astype(jnp.int32)
-    r = jnp.where(nonneg, c, c & 127)
-    sign = jnp.where(nonneg | (c < 128), 1.0, -1.0)
-    m = _magnitude(r, nonneg)
-    values = sign * jnp.where(nonneg, m * m, m) * absmax[:, None]
+    index = codes.astype(jnp.int32) + jnp.where(nonneg, 256, 0)[:, None]
+    values = jnp.take(jnp.asarray(_decode_table()), index, mode="clip") * absmax[:, None]
     return values.reshape(-1)[: math.prod(shape)].reshape(shape).astype(dtype)
 
 
@@ -197,11 +209,12 @@ def dynamic_map(signed: bool) -> np.ndarray:
       >>> float(m[0]), float(m[255]), bool((m[1:] > m[:-1]).all())
       (0.0, 1.0, True)
     """
-    codes = jnp.arange(256, dtype=jnp.int32)
-    nonneg = jnp.asarray(not signed)
-    r = codes if not signed else codes & 127
-    sign = jnp.where((codes >= 128) & signed, -1.0, 1.0)
-    return np.asarray(sign * _magnitude(r, nonneg), np.float32)
+    with jax.ensure_compile_time_eval():  # concrete even when first needed inside a trace
+        codes = jnp.arange(256, dtype=jnp.int32)
+        nonneg = jnp.asarray(not signed)
+        r = codes if not signed else codes & 127
+        sign = jnp.where((codes >= 128) & signed, -1.0, 1.0)
+        return np.asarray(sign * _magnitude(r, nonneg), np.float32)
 
 
 def _quantizable(x: Any, min_size: int) -> bool:
