@@ -20,7 +20,7 @@ DEFAULT_OPTIMIZERS: dict[str, dict[str, Any]] = {
     "adagrad": {"name": "adagrad", "args": {"learning_rate": 0.05}},
     "rmsprop": {"name": "rmsprop", "args": {"learning_rate": 0.001}},
     "adam": {"name": "adam", "args": {"learning_rate": 0.003}},
-    "adamw": {"name": "adamw", "args": {"learning_rate": 0.003, "weight_decay": 0.0001}},
+    "adamw": {"name": "adamw", "args": {"learning_rate": 0.003, "weight_decay": 0.05}},
     "signum": {"name": "signum", "args": {"learning_rate": 0.001}},
 }
 
@@ -58,7 +58,8 @@ def plot(results: dict[str, Run], path: Path) -> None:
         ax_loss.plot(run.history["step"], run.history["loss"], label=label)
         ax_acc.plot(run.history["step"], run.history["test_accuracy"], label=label)
     ax_loss.set(xlabel="step", ylabel="training cross-entropy", yscale="log", title="loss")
-    ax_acc.set(xlabel="step", ylabel="test accuracy", title="test accuracy", ylim=(0.0, 1.0))
+    ax_acc.set(xlabel="step", ylabel="test accuracy", title="test accuracy")
+    ax_acc.set_ylim(top=1.0)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     ax_acc.legend(loc="lower right", fontsize="small")
