@@ -48,10 +48,10 @@ WRAPPERS = {
     "bucketed_tiny_buckets": lambda tx: gx.bucketed(tx, small_size=100, bucket_size=64),
     "flat": gx.flat,
 }
+CASES = [(o, "bucketed") for o in OPTIMIZERS] + [("adam", "flat"), ("adamw", "bucketed_tiny_buckets")]
 
 
-@pytest.mark.parametrize("wrap", list(WRAPPERS), ids=list(WRAPPERS))
-@pytest.mark.parametrize("opt", list(OPTIMIZERS), ids=list(OPTIMIZERS))
+@pytest.mark.parametrize("opt,wrap", CASES, ids=[f"{o}-{w}" for o, w in CASES])
 def test_layout_matches_plain_composition(opt, wrap):
     params = _tree()
     want, _ = _run(OPTIMIZERS[opt](), params)
@@ -62,8 +62,8 @@ def test_layout_matches_plain_composition(opt, wrap):
 
 def test_bucketed_without_jit():
     params = _tree()
-    want, _ = _run(gx.adam(1e-2), params, steps=3, jit=False)
-    got, _ = _run(gx.bucketed(gx.adam(1e-2), small_size=100), params, steps=3, jit=False)
+    want, _ = _run(gx.adam(1e-2), params, steps=2, jit=False)
+    got, _ = _run(gx.bucketed(gx.adam(1e-2), small_size=100), params, steps=2, jit=False)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

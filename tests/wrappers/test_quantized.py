@@ -114,7 +114,7 @@ def test_digits_final_loss_within_two_percent():
             return gx.apply_updates(p, u), s
 
         p, s = params, tx.init(params)
-        for i in range(300):
+        for i in range(200):
             p, s = step(p, s, i)
         return float(loss(p, x, y)), s
 
