@@ -34,7 +34,8 @@ def clip(max_delta: float) -> GradientTransformation:
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
-      >>> gx.clip(1.0).update(jnp.array([-3.0, 0.5]), gx.EmptyState())[0].tolist()
+      >>> tx = gx.clip(1.0)
+      >>> tx.update(jnp.array([-3.0, 0.5]), tx.init(jnp.zeros(2)))[0].tolist()
       [-1.0, 0.5]
     """
     return elementwise(lambda g: jnp.clip(g, -jnp.asarray(max_delta, g.dtype), jnp.asarray(max_delta, g.dtype)))
@@ -56,7 +57,8 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
-      >>> gx.clip_by_global_norm(1.0).update(jnp.array([3.0, 4.0]), gx.EmptyState())[0].tolist()
+      >>> tx = gx.clip_by_global_norm(1.0)
+      >>> tx.update(jnp.array([3.0, 4.0]), tx.init(jnp.zeros(2)))[0].tolist()
       [0.6000000238418579, 0.800000011920929]
     """
 

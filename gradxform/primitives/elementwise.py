@@ -43,7 +43,8 @@ def scale(step_size: float) -> GradientTransformation:
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
-      >>> gx.scale(-2.0).update(jnp.ones(2), gx.EmptyState())[0].tolist()
+      >>> tx = gx.scale(-2.0)
+      >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0].tolist()
       [-2.0, -2.0]
     """
     return elementwise(lambda g: g * jnp.asarray(step_size).astype(jnp.real(g).dtype))
@@ -113,7 +114,8 @@ def add(value: float) -> GradientTransformation:
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
-      >>> gx.add(0.5).update(jnp.array([1.0]), gx.EmptyState())[0].tolist()
+      >>> tx = gx.add(0.5)
+      >>> tx.update(jnp.array([1.0]), tx.init(jnp.zeros(1)))[0].tolist()
       [1.5]
     """
     return elementwise(lambda g: g + jnp.asarray(value).astype(jnp.real(g).dtype))
