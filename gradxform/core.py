@@ -250,6 +250,29 @@ def check_same_tree(
             )
 
 
+def find_states(state: Any, cls: type) -> list[Any]:
+    """Every ``cls`` instance inside a nested optimizer state, outermost first.
+
+    Looks through tuples (named or not), lists and mappings (dicts, Flax's FrozenDict and
+    nnx State), and inside the instances it finds. Used by the helpers that read one
+    stage's state out of a whole optimizer's (``gx.plateau_scale``, ``gx.averaged_params``).
+    """
+    found: list[Any] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, cls):
+            found.append(node)
+        if isinstance(node, (tuple, list)):
+            for child in node:
+                walk(child)
+        elif isinstance(node, Mapping) or (hasattr(node, "items") and hasattr(node, "keys")):
+            for _, child in node.items():
+                walk(child)
+
+    walk(state)
+    return found
+
+
 def tree_zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
     """Zeros shaped like each leaf, in ``dtype`` (default: the leaf's), keeping shardings.
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from gradxform._factory import transformation
 from gradxform.combinators import chain
 from gradxform.core import (
+    find_states,
     NON_NEGATIVE,
     REAL,
     UNIT,
@@ -288,19 +289,8 @@ def schedule_free_adamw(
 
 
 def _find_state(state: Any) -> ScheduleFreeState | None:
-    if isinstance(state, ScheduleFreeState):
-        return state
-    if isinstance(state, (tuple, list)):
-        for child in state:
-            found = _find_state(child)
-            if found is not None:
-                return found
-    if isinstance(state, dict):
-        for child in state.values():
-            found = _find_state(child)
-            if found is not None:
-                return found
-    return None
+    found = find_states(state, ScheduleFreeState)
+    return found[0] if found else None
 
 
 def schedule_free_eval_params(state: Any, params: Params) -> Params:

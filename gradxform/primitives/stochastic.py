@@ -15,6 +15,7 @@ import numpy as np
 
 from gradxform._factory import transformation
 from gradxform.core import (
+    find_states,
     NON_NEGATIVE,
     EmptyState,
     GradientTransformation,
@@ -299,19 +300,7 @@ def averaged_iterates(state: Any) -> Params:
       >>> gx.averaged_iterates(state)["w"].tolist()
       [0.0, 0.0]
     """
-    found: list[AverageState] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, AverageState):
-            found.append(node)
-        elif isinstance(node, tuple):
-            for child in node:
-                walk(child)
-        elif isinstance(node, dict):
-            for child in node.values():
-                walk(child)
-
-    walk(state)
+    found = find_states(state, AverageState)
     if len(found) != 1:
         raise ValueError(
             f"averaged_iterates: expected exactly one average_iterates stage in the state, found "

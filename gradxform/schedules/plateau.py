@@ -8,7 +8,6 @@ Keras' ``ReduceLROnPlateau`` step for step; the current scale is kept in its sta
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -16,6 +15,7 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.core import (
+    find_states,
     HYPERPARAM_DTYPE,
     NON_NEGATIVE,
     UNIT_CLOSED,
@@ -199,19 +199,7 @@ def plateau_scale(state: Any) -> jax.Array:
       >>> float(gx.plateau_scale(tx.init(jnp.zeros(2))))
       1.0
     """
-    found: list[ReduceLROnPlateauState] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, ReduceLROnPlateauState):
-            found.append(node)
-        elif isinstance(node, (tuple, list)):
-            for child in node:
-                walk(child)
-        elif isinstance(node, Mapping):
-            for child in node.values():
-                walk(child)
-
-    walk(state)
+    found = find_states(state, ReduceLROnPlateauState)
     if len(found) != 1:
         raise ValueError(
             f"plateau_scale: the state holds {len(found)} reduce_on_plateau stages; expected exactly one. "

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.core import (
+    find_states,
     COUNT_DTYPE,
     UNIT,
     UNIT_CLOSED,
@@ -190,20 +191,7 @@ def averaged_params(state: Any, params: Params | None = None) -> Params:
       >>> gx.averaged_params(gx.ema_params(gx.sgd(0.1)).init(jnp.ones(2))).tolist()
       [1.0, 1.0]
     """
-    found: list[AveragedParamsState] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, AveragedParamsState):
-            found.append(node)
-            walk(node.inner_state)
-        elif isinstance(node, (tuple, list)):
-            for child in node:
-                walk(child)
-        elif isinstance(node, dict):
-            for child in node.values():
-                walk(child)
-
-    walk(state)
+    found = find_states(state, AveragedParamsState)
     if len(found) != 1:
         raise ValueError(
             f"averaged_params: expected one ema_params/swa state in this optimizer state, found {len(found)}."

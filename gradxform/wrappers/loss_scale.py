@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.core import (
+    find_states,
     COUNT_DTYPE,
     POSITIVE,
     GradientTransformation,
@@ -120,22 +121,7 @@ def dynamic_loss_scale(
 
 
 def _find_scale_state(state: Any) -> DynamicLossScaleState:
-    found: list[DynamicLossScaleState] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, DynamicLossScaleState):
-            found.append(node)
-        elif isinstance(node, (tuple, list)):
-            for child in node:
-                walk(child)
-        elif isinstance(node, dict):
-            for child in node.values():
-                walk(child)
-        elif hasattr(node, "items") and hasattr(node, "keys"):
-            for _, child in node.items():
-                walk(child)
-
-    walk(state)
+    found = find_states(state, DynamicLossScaleState)
     if len(found) != 1:
         raise ValueError(
             f"Expected exactly one dynamic_loss_scale state in this optimizer state, found {len(found)}; "

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import GradientTransformation, Params, call_update, check_same_tree, is_transformation
+from gradxform.core import find_states, GradientTransformation, Params, call_update, check_same_tree, is_transformation
 from gradxform.wrappers.groups import MaskedNode
 
 
@@ -123,19 +123,7 @@ def master_params(state: Any, params: Params) -> Params:
       >>> gx.master_params(gx.multi_precision(gx.sgd(0.1)).init(p), p).dtype
       dtype('float32')
     """
-    found: list[MultiPrecisionState] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, MultiPrecisionState):
-            found.append(node)
-        elif isinstance(node, (tuple, list)):
-            for child in node:
-                walk(child)
-        elif isinstance(node, dict):
-            for child in node.values():
-                walk(child)
-
-    walk(state)
+    found = find_states(state, MultiPrecisionState)
     if len(found) != 1:
         raise ValueError(f"master_params: expected one multi_precision state in this state, found {len(found)}.")
     leaves = [m for m in jax.tree.leaves(found[0].master)]
