@@ -33,8 +33,15 @@ class Checkpoints:
       max_to_keep: how many recent checkpoints to keep.
 
     Example:
-      >>> from gradxform.job.checkpoint import Checkpoints  # doctest: +SKIP
-      >>> ckpt = Checkpoints("runs/x/checkpoints", {"name": "sgd", "args": {}})  # doctest: +SKIP
+      >>> import tempfile, jax.numpy as jnp
+      >>> from gradxform.job.checkpoint import Checkpoints
+      >>> ckpt = Checkpoints(tempfile.mkdtemp(), {"name": "sgd", "args": {}})
+      >>> ckpt.save(5, {"w": jnp.ones(2)}, (), {"loss": [1.0]})
+      >>> ckpt.latest_step()
+      5
+      >>> step, params, opt_state, history = ckpt.restore({"w": jnp.zeros(2)}, ())
+      >>> step, params["w"].tolist(), history["loss"]
+      (5, [1.0, 1.0], [1.0])
     """
 
     def __init__(self, directory: str | os.PathLike, optimizer_config: dict[str, Any], max_to_keep: int = 2):

@@ -134,8 +134,11 @@ def load(path: str | os.PathLike) -> JobConfig:
       ConfigError: for a missing file (naming the path tried) or any invalid entry.
 
     Example:
+      >>> from pathlib import Path
+      >>> import gradxform
       >>> from gradxform.job.settings import load
-      >>> load("configs/default.yaml").optimizer["name"]  # doctest: +SKIP
+      >>> default = Path(gradxform.__file__).parent.parent / "configs" / "default.yaml"
+      >>> load(default).optimizer["name"]
       'adam'
     """
     return parse(load_yaml(path), source=str(path))
