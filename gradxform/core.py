@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -122,7 +123,28 @@ def is_transformation(value: Any) -> bool:
     )
 
 
-_EXTRA_OK: dict[int, bool] = {}
+# Keyed weakly by the update function itself: keying by ``id()`` went wrong once a function
+# was collected and a foreign one reused its id (seen in CI as a flaky TypeError).
+_EXTRA_OK: "weakref.WeakKeyDictionary[Callable[..., Any], bool]" = weakref.WeakKeyDictionary()
+
+
+def _accepts_extra(fn: Callable[..., Any]) -> bool:
+    try:
+        cached = _EXTRA_OK.get(fn)
+    except TypeError:  # not weak-referenceable or not hashable: no caching
+        cached = None
+    if cached is not None:
+        return cached
+    try:
+        sig = inspect.signature(fn)
+        accepts = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    except (TypeError, ValueError):
+        accepts = False
+    try:
+        _EXTRA_OK[fn] = accepts
+    except TypeError:
+        pass
+    return accepts
 
 
 def call_update(
@@ -139,16 +161,7 @@ def call_update(
     """
     if not extra:
         return tx.update(updates, state, params)
-    key = id(tx.update)
-    accepts = _EXTRA_OK.get(key)
-    if accepts is None:
-        try:
-            sig = inspect.signature(tx.update)
-            accepts = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-        except (TypeError, ValueError):
-            accepts = False
-        _EXTRA_OK[key] = accepts
-    if accepts:
+    if _accepts_extra(tx.update):
         return tx.update(updates, state, params, **extra)
     return tx.update(updates, state, params)
 

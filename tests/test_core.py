@@ -352,3 +352,25 @@ def test_bfloat16_parameters_match_optax(name):
     # Parameters are bfloat16 (8 bits of mantissa): a few units in the last place.
     for x, y in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
         np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), rtol=2e-2, atol=2e-2)
+
+
+def test_call_update_is_not_fooled_by_a_reused_function_id():
+    # Regression: the "accepts **extra" cache was keyed by id(); once a function was collected,
+    # a foreign update without **extra could reuse its id and be handed extras (flaky in CI).
+    from gradxform.core import call_update
+
+    for _ in range(200):
+        def with_extra(u, s, p=None, **extra):
+            return u, s
+
+        call_update(gx.GradientTransformation(lambda p: (), with_extra), 1.0, (), None, {"v": 1})
+        del with_extra
+
+        def without_extra(u, s, p=None):
+            return u, s
+
+        out, _ = call_update(
+            gx.GradientTransformation(lambda p: (), without_extra), 1.0, (), None, {"v": 1}
+        )
+        assert out == 1.0
+        del without_extra
