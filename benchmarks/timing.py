@@ -11,12 +11,18 @@ from typing import Any
 import jax
 
 
-def jitted_step(tx: Any, apply_updates: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+def jitted_step(
+    tx: Any, apply_updates: Callable[[Any, Any], Any], extra: Callable[[Any, Any], dict[str, Any]] | None = None
+) -> Callable[..., Any]:
     """A jitted optimizer step ``(params, state, grads) -> (params, state)`` that donates the
-    parameters and the state (updated in place) but not the gradients (reused every step)."""
+    parameters and the state (updated in place) but not the gradients (reused every step).
+
+    ``extra(params, grads)``, if given, returns the extra keyword arguments of ``tx.update``
+    (``value=``, ``value_fn=``, ...), computed inside the step."""
 
     def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
+        kwargs = extra(params, grads) if extra is not None else {}
+        updates, state = tx.update(grads, state, params, **kwargs)
         return apply_updates(params, updates), state
 
     return jax.jit(step, donate_argnums=(0, 1))
