@@ -38,6 +38,8 @@ CASES = [
     ("signum", (1e-3,), dict(beta=0.8)),
     ("lion", (1e-3,), {}),
     ("lion", (1e-3,), dict(b1=0.8, b2=0.9, weight_decay=0.0)),
+    # b1 > b2: our output comes from the new momentum with weights b1/b2 > 1 and 1 - b1/b2 < 0.
+    ("lion", (1e-3,), dict(b1=0.95, b2=0.5, weight_decay=0.01)),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'defaults'}" for n, _, kw in CASES]
 
