@@ -1,6 +1,6 @@
 """SGD with Polyak's step size: the step that would reach ``f_min`` on a linear model.
 
-    gamma_t = min((f(w_t) - f_min) / (||g_t||^2 + eps), max_learning_rate)
+    gamma_t = min((f(w_t) - f_min) / (scaling^2 ||g_t||^2 + eps), max_learning_rate)
     w_{t+1} = w_t - scaling * gamma_t * g_t
 
 With ``variant="sps+"`` the gap ``f(w_t) - f_min`` is replaced by its positive part. The
@@ -28,9 +28,9 @@ MISSING_VALUE = (
 )
 
 
-@transformation({"f_min": REAL, "max_learning_rate": POSITIVE, "eps": NON_NEGATIVE})
+@transformation({"f_min": REAL, "max_learning_rate": POSITIVE, "eps": NON_NEGATIVE, "scaling": NON_NEGATIVE})
 def scale_by_polyak(
-    f_min: float = 0.0, max_learning_rate: float = 1.0, eps: float = 0.0, variant: str = "sps"
+    f_min: float = 0.0, max_learning_rate: float = 1.0, eps: float = 0.0, variant: str = "sps", *, scaling: float = 1.0
 ) -> GradientTransformation:
     """Multiplies the updates by Polyak's step size (see `polyak_sgd` for the formula).
 
@@ -39,6 +39,9 @@ def scale_by_polyak(
       max_learning_rate: the largest step size, > 0.
       eps: added to the squared gradient norm, >= 0.
       variant: ``"sps"``, or ``"sps+"`` to use only the positive part of the gap.
+      scaling: the step size is computed for the updates times ``scaling`` (their squared
+        norm is ``scaling^2 ||g||^2``), >= 0; the caller multiplies by it afterwards, as
+        `polyak_sgd` does. Not in Optax, whose `polyak_sgd` scales before this stage.
 
     Returns:
       A stateless transformation whose ``update`` needs ``value=`` (the objective's value).
@@ -63,6 +66,7 @@ def scale_by_polyak(
         if value is None:
             raise ValueError(MISSING_VALUE.format(owner="scale_by_polyak"))
         sq_norm = jnp.asarray(sum(jnp.sum(abs_sq(g)) for g in jax.tree.leaves(updates)))
+        sq_norm = sq_norm * jnp.square(jnp.asarray(scaling)).astype(sq_norm.dtype)
         gap = (jnp.asarray(value) - jnp.asarray(f_min)).astype(sq_norm.dtype)
         if variant == "sps+":
             gap = jnp.maximum(gap, 0.0)
@@ -85,8 +89,8 @@ def polyak_sgd(
 ) -> GradientTransformation:
     r"""SGD with Polyak's step size, computed at every step from the objective's value.
 
-    ``w_{t+1} = w_t - scaling * min((f(w_t) - f_min) / (||g_t||^2 + eps), max_learning_rate) * g_t``;
-    the step is zero when ``||g_t||^2 + eps`` vanishes. ``variant="sps+"`` uses
+    ``w_{t+1} = w_t - scaling * min((f(w_t) - f_min) / (||scaling g_t||^2 + eps), max_learning_rate) * g_t``
+    (Optax's formula); the step is zero when ``||scaling g_t||^2 + eps`` vanishes. ``variant="sps+"`` uses
     ``max(f(w_t) - f_min, 0)``. ``f_min`` must be a sensible lower bound of the objective
     (0 for models that interpolate the data), else the method may diverge.
 
@@ -98,8 +102,11 @@ def polyak_sgd(
       variant: ``"sps"`` or ``"sps+"``.
 
     Returns:
-      ``chain(sgd(scaling), scale_by_polyak(f_min, max_learning_rate, eps, variant))``; its
-      ``update`` needs ``value=`` (the objective at the current parameters).
+      ``chain(scale_by_polyak(f_min, max_learning_rate, eps, variant, scaling=scaling),
+      sgd(scaling))``; its ``update`` needs ``value=`` (the objective at the current
+      parameters). Scaling last, with the step size told of it, is Optax's
+      ``chain(sgd(scaling), scale_by_polyak(...))`` without a scaled copy of the gradients:
+      XLA stores an input that both a reduction and the output read.
 
     Raises:
       ValueError: for an unknown ``variant``; at ``update`` if ``value`` is not given.
@@ -122,4 +129,4 @@ def polyak_sgd(
       [0.5, -1.0]
     """
     check_choice("polyak_sgd", "variant", variant, _VARIANTS)
-    return chain(sgd(scaling), scale_by_polyak(f_min, max_learning_rate, eps, variant))
+    return chain(scale_by_polyak(f_min, max_learning_rate, eps, variant, scaling=scaling), sgd(scaling))
