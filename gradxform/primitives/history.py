@@ -2,7 +2,7 @@
 
 With `previous`, a difference of consecutive gradients is a composition
 (``branch(identity(), previous(), "subtract")``), which is what optimistic gradient
-descent and Adan are made of; `ema_difference` averages such differences in one array.
+descent is made of; `ema_difference` averages such differences in one array (Adan's ``v``).
 The mathematics lives on those optimizers.
 """
 

@@ -43,8 +43,8 @@ def prediction_error(decay: float, accumulator_dtype: Any = None) -> GradientTra
     """Outputs ``g_t - m_t``, the input minus its updated moving average ``m_t``.
 
     ``m_t = decay m_{t-1} + (1 - decay) g_t``. In AdaBelief the average is the same as the
-    numerator's first moment; it is kept here too, because the two sides of a `branch`
-    cannot share state (one extra array per parameter compared with a monolithic stage).
+    numerator's first moment, and the two sides of a `branch` cannot share state: AdaBelief
+    built from this primitive keeps ``m_t`` twice, which is why `scale_by_belief` is one stage.
 
     Args:
       decay: decay of the moving average, in [0, 1).

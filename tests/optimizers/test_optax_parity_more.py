@@ -130,10 +130,10 @@ def test_schedules_and_masks_match_optax(ours, oracle):
     [
         ("lamb", ["scale_by_adam", "add_decayed_weights", "scale_by_trust_ratio", "scale_by_learning_rate"]),
         ("lars", ["add_decayed_weights", "scale_by_trust_ratio", "trace"]),
-        ("adabelief", ["prediction_error", "ema"]),
+        ("adabelief", ["scale_by_belief", "scale_by_learning_rate"]),
         ("yogi", ["yogi_moment", "bias_correction"]),
         ("radam", ["rectify"]),
-        ("adan", ["previous", "ema"]),
+        ("adan", ["scale_by_adan", "add_decayed_weights", "scale_by_learning_rate"]),
         ("novograd", ["layer_moment", "trace"]),
         ("adafactor", ["scale_by_factored_rms", "clip_by_block_rms", "scale_by_param_block_rms"]),
         ("sm3", ["sm3_accumulator", "ema"]),
