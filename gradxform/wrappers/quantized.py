@@ -80,15 +80,6 @@ def _magnitude(r: jax.Array, nonneg: jax.Array) -> jax.Array:
     return jnp.where(r == 0, 0.0, jnp.where(r == top, 1.0, mid))
 
 
-_POW10 = np.array([10.0**k for k in range(-8, 1)], np.float32)
-
-
-def _pow10(k: jax.Array) -> jax.Array:
-    """``10.0 ** k`` for integers ``k`` in [-8, 0], by table lookup (``pow`` costs a
-    logarithm and an exponential per element)."""
-    return jnp.take(jnp.asarray(_POW10), k + 8, mode="clip")
-
-
 def _encode(a: jax.Array, nonneg: jax.Array, u: jax.Array | float = 0.5) -> jax.Array:
     """The magnitude code (int32) of ``a`` in [0, 1]: the nearest level (to within one) when
     ``u`` is 0.5; with ``u`` uniform in [0, 1), one of the two levels around ``a``, the
@@ -96,13 +87,23 @@ def _encode(a: jax.Array, nonneg: jax.Array, u: jax.Array | float = 0.5) -> jax.
     rounding, unbiased within a decade)."""
     d, top = _decades(nonneg)
     safe = jnp.maximum(a, 1e-30)
-    e = jnp.clip(jnp.floor(jnp.log10(safe)).astype(jnp.int32) + d, 0, d - 1)
+    # The decade index e = clip(floor(log10(a)) + d, 0, d - 1) counts the decade bounds
+    # 10^(j - d), j = 1 .. d - 1, that a reaches; `low` follows as the bound 10^(e + 1 - d).
+    # Compares against float32 constants are exact where log10 rounds near the bounds, and
+    # much cheaper than log10 on CPU.
+    e = jnp.zeros(jnp.shape(safe), jnp.int32)
+    low = jnp.where(nonneg, np.float32(1e-6), np.float32(1e-5))
+    for j in range(1, 7):
+        bound = jnp.where(nonneg, np.float32(10.0 ** (j - 7)), np.float32(10.0 ** (j - 6)))
+        reached = (j <= d - 1) & (safe >= bound)
+        e = e + reached.astype(jnp.int32)
+        low = jnp.where(reached, jnp.where(nonneg, np.float32(10.0 ** (j - 6)), np.float32(10.0 ** (j - 5))), low)
     width = jnp.left_shift(1, e + 1)
-    frac = safe / _pow10(e + 1 - d)
+    frac = safe / low
     pos = (frac - 0.1) / 0.9 * width.astype(jnp.float32) - 0.5
     j = jnp.clip(jnp.floor(pos + u).astype(jnp.int32), 0, width - 1)
     r = width - 1 + j
-    smallest = 0.325 * _pow10(1 - d)
+    smallest = 0.325 * jnp.where(nonneg, np.float32(1e-6), np.float32(1e-5))
     largest = 1.0 - 0.45 / jnp.left_shift(1, d).astype(jnp.float32)
     r = jnp.where(a < 0.5 * smallest, 0, r)
     return jnp.where(a > 0.5 * (largest + 1.0), top, r)

@@ -21,6 +21,22 @@ def test_dynamic_map(signed):
     np.testing.assert_allclose(gx.dequantize(q), values, rtol=1e-6)
 
 
+def test_codes_are_the_nearest_level_across_every_decade():
+    # Oracle: brute-force nearest level of the signed map, including values at and one ulp
+    # around each power of ten (where a decade is chosen by comparison, not by log10).
+    m = gx.dynamic_map(signed=True)
+    levels = np.sort(m)
+    powers = np.float32(10.0) ** np.arange(-7, 1, dtype=np.float32)
+    edges = np.concatenate([powers, np.nextafter(powers, 0), np.nextafter(powers, 2)])
+    edges = edges[edges <= 1]
+    mags = np.concatenate([np.logspace(-7.5, 0, 1500, dtype=np.float32), edges]).astype(np.float32)
+    x = np.concatenate([mags, -mags, [1.0]]).astype(np.float32)  # block maximum 1
+    got = np.asarray(gx.dequantize(gx.quantize(jnp.asarray(x), block_size=x.size)))
+    nearest = levels[np.abs(levels[None, :] - x[:, None]).argmin(axis=1)]
+    rank = lambda v: np.searchsorted(levels, v)
+    assert np.all(np.abs(rank(got) - rank(nearest)) <= 1)
+
+
 @pytest.mark.parametrize("square", [False, True], ids=["normal", "squared"])
 def test_round_trip_error(square):
     x = jax.random.normal(jax.random.key(0), (10_000,))
