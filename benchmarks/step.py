@@ -73,6 +73,7 @@ OPTIMIZERS = {
 SLOW = {
     ("muon", "array"): "Newton-Schulz on a 4096x4096 matrix takes tens of seconds a step on CPU",
     ("noisy_sgd", "tree"): "each library's step takes minutes to compile (noise for 400 leaves)",
+    ("lbfgs", "tree"): "each library's step takes minutes to compile (a line search over 400 leaves)",
 }
 SHAPES = {  # name: (label in the table, parameters)
     "array": ("one 16M array", lambda: trees.one_array(4096 * 4096)),
