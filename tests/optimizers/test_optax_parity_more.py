@@ -169,3 +169,12 @@ def test_sm3_rejects_complex_parameters():
     tx = gx.sm3(1e-2)
     with pytest.raises(ValueError, match="complex"):
         tx.init({"w": jnp.ones((2, 2), jnp.complex64)})
+
+
+@pytest.mark.parametrize("name", ["adabelief", "adan"])
+def test_state_is_as_large_as_optax(name):
+    def size(state):  # parameter-shaped arrays only: hyperparameters and counters are scalars
+        return sum(x.size for x in jax.tree.leaves(state) if x.ndim)
+
+    params = mixed_params()
+    assert size(getattr(gx, name)(1e-3).init(params)) == size(getattr(optax, name)(1e-3).init(params))
