@@ -201,11 +201,14 @@ def lbfgs(
       >>> f = lambda w: jnp.sum((w - 1.0) ** 2) + 0.5 * jnp.sum(w) ** 2
       >>> tx = gx.lbfgs()
       >>> w = jnp.zeros(3)
-      >>> state = tx.init(w)
-      >>> for _ in range(5):
+      >>> @jax.jit
+      ... def step(w, state):
       ...     value, grad = jax.value_and_grad(f)(w)
       ...     u, state = tx.update(grad, state, w, value=value, grad=grad, value_fn=f)
-      ...     w = gx.apply_updates(w, u)
+      ...     return gx.apply_updates(w, u), state
+      >>> state = tx.init(w)
+      >>> for _ in range(5):
+      ...     w, state = step(w, state)
       >>> [round(x, 4) for x in w.tolist()]
       [0.4, 0.4, 0.4]
     """
