@@ -242,16 +242,19 @@ def value_and_grad_from_state(
         search, or a backtracking search with ``store_grad=True``), or several.
 
     Example:
-      >>> import gradxform as gx, jax.numpy as jnp
+      >>> import gradxform as gx, jax, jax.numpy as jnp
       >>> f = lambda w: jnp.sum(w ** 2)
       >>> tx = gx.lbfgs()
-      >>> w = jnp.array([1.0, -2.0])
-      >>> state = tx.init(w)
       >>> value_and_grad = gx.value_and_grad_from_state(f)
-      >>> for _ in range(2):
+      >>> @jax.jit
+      ... def step(w, state):
       ...     value, grad = value_and_grad(w, state=state)
       ...     u, state = tx.update(grad, state, w, value=value, grad=grad, value_fn=f)
-      ...     w = gx.apply_updates(w, u)
+      ...     return gx.apply_updates(w, u), state
+      >>> w = jnp.array([1.0, -2.0])
+      >>> state = tx.init(w)
+      >>> for _ in range(2):
+      ...     w, state = step(w, state)
       >>> float(f(w)) < 1e-8
       True
     """
