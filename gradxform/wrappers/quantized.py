@@ -88,22 +88,23 @@ def _encode(a: jax.Array, nonneg: jax.Array, u: jax.Array | float = 0.5) -> jax.
     d, top = _decades(nonneg)
     safe = jnp.maximum(a, 1e-30)
     # The decade index e = clip(floor(log10(a)) + d, 0, d - 1) counts the decade bounds
-    # 10^(j - d), j = 1 .. d - 1, that a reaches; `low` follows as the bound 10^(e + 1 - d).
+    # 10^(j - d), j = 1 .. d - 1, that a reaches (bounds[j]: 10^(j - 7) unsigned, d = 7;
+    # 10^(j - 6) signed, d = 6); `low` follows as the bound 10^(e + 1 - d).
     # Compares against float32 constants are exact where log10 rounds near the bounds, and
     # much cheaper than log10 on CPU.
+    bounds = [jnp.where(nonneg, np.float32(10.0 ** (j - 7)), np.float32(10.0 ** (j - 6))) for j in range(8)]
     e = jnp.zeros(jnp.shape(safe), jnp.int32)
-    low = jnp.where(nonneg, np.float32(1e-6), np.float32(1e-5))
+    low = bounds[1]
     for j in range(1, 7):
-        bound = jnp.where(nonneg, np.float32(10.0 ** (j - 7)), np.float32(10.0 ** (j - 6)))
-        reached = (j <= d - 1) & (safe >= bound)
+        reached = (j <= d - 1) & (safe >= bounds[j])
         e = e + reached.astype(jnp.int32)
-        low = jnp.where(reached, jnp.where(nonneg, np.float32(10.0 ** (j - 6)), np.float32(10.0 ** (j - 5))), low)
+        low = jnp.where(reached, bounds[j + 1], low)
     width = jnp.left_shift(1, e + 1)
     frac = safe / low
     pos = (frac - 0.1) / 0.9 * width.astype(jnp.float32) - 0.5
     j = jnp.clip(jnp.floor(pos + u).astype(jnp.int32), 0, width - 1)
     r = width - 1 + j
-    smallest = 0.325 * jnp.where(nonneg, np.float32(1e-6), np.float32(1e-5))
+    smallest = 0.325 * bounds[1]
     largest = 1.0 - 0.45 / jnp.left_shift(1, d).astype(jnp.float32)
     r = jnp.where(a < 0.5 * smallest, 0, r)
     return jnp.where(a > 0.5 * (largest + 1.0), top, r)
