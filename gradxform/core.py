@@ -263,12 +263,14 @@ def check_same_tree(
             )
 
 
-def find_states(state: Any, cls: type) -> list[Any]:
-    """Every ``cls`` instance inside a nested optimizer state, outermost first.
+def find_states(state: Any, cls: type | tuple[type, ...]) -> list[Any]:
+    """Every ``cls`` instance (of any of ``cls``, for a tuple) inside a nested optimizer
+    state, outermost first.
 
     Looks through tuples (named or not), lists and mappings (dicts, Flax's FrozenDict and
     nnx State), and inside the instances it finds. Used by the helpers that read one
-    stage's state out of a whole optimizer's (``gx.plateau_scale``, ``gx.averaged_params``).
+    stage's state out of a whole optimizer's (``gx.plateau_scale``, ``gx.averaged_params``,
+    ``gx.value_and_grad_from_state``).
     """
     found: list[Any] = []
 
@@ -300,6 +302,19 @@ def tree_zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
 def tree_full_like(tree: PyTree, value: float, dtype: Any = None) -> PyTree:
     """Like `tree_zeros_like`, filled with ``value``."""
     return jax.tree.map(lambda z: z + jnp.asarray(value, z.dtype), tree_zeros_like(tree, dtype))
+
+
+def tree_map_unzip(fn: Callable[..., tuple[Any, ...]], tree: PyTree, *rest: PyTree) -> tuple[PyTree, ...]:
+    """Maps ``fn`` over the leaves of ``tree`` and ``rest`` (structured like ``tree``) and,
+    ``fn`` returning a tuple of k arrays per leaf, returns the k trees.
+
+    For a stage whose per-leaf step yields its output and new state in one function, so XLA
+    sees each leaf's whole step at once.
+    """
+    treedef = jax.tree.structure(tree)
+    flat = [jax.tree.leaves(tree), *(treedef.flatten_up_to(t) for t in rest)]
+    results = [fn(*leaves) for leaves in zip(*flat)]
+    return tuple(treedef.unflatten(list(column)) for column in zip(*results))
 
 
 def state_dtype(dtype: Any, like: jax.Array) -> Any:

@@ -34,11 +34,12 @@ from gradxform.core import (
     check_same_tree,
     new_count,
     safe_increment,
+    tree_map_unzip,
     tree_zeros_like,
 )
 from gradxform.optimizers.adam import first_moment
 from gradxform.primitives.elementwise import add, scale_by_learning_rate, sqrt, square
-from gradxform.primitives.moments import _coef, bias_correction, ema, trace
+from gradxform.primitives.moments import _coef, bias_correction, debias, ema, trace
 from gradxform.primitives.second_moments import layer_moment, rectify, yogi_moment
 from gradxform.primitives.weight_decay import MaskOrFn, add_decayed_weights
 
@@ -46,16 +47,9 @@ _LR = {"learning_rate": NON_NEGATIVE}
 _ADAM = {"b1": UNIT, "b2": UNIT, "eps": NON_NEGATIVE, "eps_root": NON_NEGATIVE}
 
 
-def _leafwise(fn: Any, *trees: Updates) -> list[Updates]:
-    """Applies ``fn`` (leaves -> tuple of k arrays) over ``trees``; returns the k trees."""
-    treedef = jax.tree.structure(trees[0])
-    results = [fn(*leaves) for leaves in zip(*(treedef.flatten_up_to(t) for t in trees))]
-    return [treedef.unflatten(list(column)) for column in zip(*results)]
-
-
 def _debias(decay: Any, count: jax.Array, like: jax.Array) -> jax.Array:
-    """Adam's ``1 - decay**count``, computed as `bias_correction` does."""
-    return (1 - jnp.asarray(decay, jnp.float32) ** count).astype(like.dtype)
+    """`debias` in ``like``'s dtype, as `bias_correction` divides by it."""
+    return debias(decay, count).astype(like.dtype)
 
 
 class ScaleByBeliefState(NamedTuple):
@@ -116,7 +110,7 @@ def scale_by_belief(
             u = m_hat / (jnp.sqrt(s / _debias(b2, count, s)) + _coef(eps, s))
             return u.astype(g.dtype), m.astype(m_old.dtype), s.astype(s_old.dtype)
 
-        out, mu, nu = _leafwise(leaf, updates, state.mu, state.nu)
+        out, mu, nu = tree_map_unzip(leaf, updates, state.mu, state.nu)
         return out, ScaleByBeliefState(count, mu, nu)
 
     return GradientTransformation(init, update)
@@ -379,7 +373,7 @@ def scale_by_adan(
             stored = ((m, m_old), (v, v_old), (n, n_old), (g, g_old))
             return (u.astype(g.dtype), *(new.astype(old.dtype) for new, old in stored))
 
-        out, m, v, n, previous = _leafwise(leaf, updates, state.m, state.v, state.n, state.previous)
+        out, m, v, n, previous = tree_map_unzip(leaf, updates, state.m, state.v, state.n, state.previous)
         return out, ScaleByAdanState(count, m, v, n, previous)
 
     return GradientTransformation(init, update)

@@ -11,15 +11,25 @@ extra argument whose name is a parameter of ``value_fn`` is passed on to it (a b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import NON_NEGATIVE, POSITIVE, UNIT, GradientTransformation, PyTree, check_positive_int, tree_zeros_like
+from gradxform.core import (
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT,
+    GradientTransformation,
+    PyTree,
+    check_positive_int,
+    find_states,
+    tree_zeros_like,
+)
 from gradxform.optimizers._search import along, cast_scalars, objective_args, scale_tree, value_dtype
+from gradxform.optimizers.zoom import ScaleByZoomLinesearchState
 from gradxform.primitives.inner import tree_real_vdot
 
 # --------------------------------------------------------------------------- backtracking
@@ -201,24 +211,8 @@ def scale_by_backtracking_linesearch(
 
 def _stored_value_and_grad(state: Any) -> list[tuple[jax.Array, PyTree]]:
     """Every (value, grad) pair kept by a line search inside ``state``, however nested."""
-    found: list[tuple[jax.Array, PyTree]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, tuple) and hasattr(node, "_fields"):
-            if "value" in node._fields and "grad" in node._fields and node.grad is not None:
-                found.append((node.value, node.grad))
-                return
-            for child in node:
-                walk(child)
-        elif isinstance(node, (tuple, list)):
-            for child in node:
-                walk(child)
-        elif isinstance(node, Mapping):
-            for child in node.values():
-                walk(child)
-
-    walk(state)
-    return found
+    kinds = (ScaleByZoomLinesearchState, ScaleByBacktrackingLinesearchState)
+    return [(s.value, s.grad) for s in find_states(state, kinds) if s.grad is not None]
 
 
 def value_and_grad_from_state(

@@ -30,6 +30,7 @@ from gradxform.core import (
     safe_increment,
     tree_zeros_like,
 )
+from gradxform.primitives.moments import debias
 from gradxform.primitives.proximal import soft_threshold, to_updates
 
 
@@ -205,8 +206,7 @@ def ftml(
         check_same_tree(params, state.z, "parameters", "ftml's state")
         count = safe_increment(state.count)
         t = count.astype(jnp.float32)
-        c1 = 1 - jnp.asarray(b1, jnp.float32) ** t
-        c2 = 1 - jnp.asarray(b2, jnp.float32) ** t
+        c1, c2 = debias(b1, t), debias(b2, t)
 
         def one(g, w, v, d, z):
             rb1, rb2 = _real(b1, v), _real(b2, v)

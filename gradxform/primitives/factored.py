@@ -28,6 +28,7 @@ from gradxform.core import (
     check_same_tree,
     new_count,
     safe_increment,
+    tree_map_unzip,
 )
 
 
@@ -160,12 +161,7 @@ def scale_by_factored_rms(
             col_factor = v_col**-0.5
             return g * jnp.expand_dims(row_factor, d0) * jnp.expand_dims(col_factor, d1), v_row, v_col, v
 
-        leaves, treedef = jax.tree.flatten(updates)
-        results = [
-            leaf(*args)
-            for args in zip(leaves, treedef.flatten_up_to(state.v_row), treedef.flatten_up_to(state.v_col), treedef.flatten_up_to(state.v))
-        ]
-        out, v_row, v_col, v = (treedef.unflatten(list(r)) for r in zip(*results))
+        out, v_row, v_col, v = tree_map_unzip(leaf, updates, state.v_row, state.v_col, state.v)
         return out, FactoredRmsState(safe_increment(state.count), v_row, v_col, v)
 
     return GradientTransformation(init, update)

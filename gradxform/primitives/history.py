@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import UNIT, GradientTransformation, Updates, check_same_tree, tree_zeros_like
+from gradxform.core import UNIT, GradientTransformation, Updates, check_same_tree, tree_map_unzip, tree_zeros_like
 from gradxform.primitives.moments import _coef
 
 
@@ -116,11 +116,7 @@ def ema_difference(decay: float, accumulator_dtype: Any = None) -> GradientTrans
             v = jnp.where(state.started, c + (1 - d) * g, jnp.zeros_like(g))
             return v, (d * v - (1 - d) * g).astype(c.dtype)
 
-        pairs = jax.tree.map(step, updates, state.carry)
-        leaves, treedef = jax.tree.flatten(updates)
-        flat = treedef.flatten_up_to(pairs)
-        out = treedef.unflatten([v for v, _ in flat])
-        carry = treedef.unflatten([c for _, c in flat])
+        out, carry = tree_map_unzip(step, updates, state.carry)
         return out, EmaDifferenceState(jnp.ones([], jnp.bool_), carry)
 
     return GradientTransformation(init, update)

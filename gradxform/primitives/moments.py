@@ -41,6 +41,11 @@ def _coef(x: Any, like: jax.Array) -> jax.Array:
     return jnp.asarray(x, _real_dtype(like.dtype))
 
 
+def debias(decay: Any, t: jax.Array) -> jax.Array:
+    """Adam's debiasing factor ``1 - decay**t`` (float32), for the 1-based step ``t``."""
+    return 1 - jnp.asarray(decay, jnp.float32) ** t
+
+
 class EmaState(NamedTuple):
     """State of `ema`: ``ema`` is the running average, one array per parameter."""
 
@@ -120,7 +125,7 @@ def bias_correction(decay: float, step_offset: int = 0) -> GradientTransformatio
     def update(updates, state, params=None, **extra):
         count = safe_increment(state.count)
         t = count + step_offset if step_offset else count
-        correction = 1 - jnp.asarray(decay, jnp.float32) ** t
+        correction = debias(decay, t)
         return jax.tree.map(lambda g: g / correction.astype(g.dtype), updates), CountState(count)
 
     return GradientTransformation(lambda params: CountState(new_count()), update)
