@@ -1,5 +1,7 @@
 """``python -m benchmarks``: gradxform against Optax and fused PyTorch, in one process.
 
+gradxform's step is ``gx.update_and_apply`` (one-pass kernels for Adam and AdamW on a CPU);
+the ``unfused`` rows time ``tx.update`` then ``gx.apply_updates`` instead.
 For every shape and optimizer, the jitted, buffer-donating step of each library is run in
 turn, step by step (interleaved, so machine load affects all alike), and the table reports
 medians: milliseconds per step, ratios, effective bandwidth and its fraction of the
@@ -56,7 +58,8 @@ def run_row(shape, params, grads, optimizer, variant, option, args, bw):
     if option is not None:
         tx = option.wrap(tx)
         gx_params, gx_grads = option.layout(params), option.layout(grads)
-    cands = [jax_candidate("gx", tx, gx.apply_updates, gx_params, gx_grads),
+    fused = option is None or option.kernel
+    cands = [jax_candidate("gx", tx, None if fused else gx.apply_updates, gx_params, gx_grads),
              jax_candidate("optax", suite.make_optax(optimizer), optax.apply_updates, params, grads)]
     torch_fn = None if args.no_torch or variant else torch_ref.fused_step(optimizer, params, grads)
     if torch_fn is not None:
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shapes", nargs="*", default=list(suite.SHAPES), choices=list(suite.SHAPES))
     parser.add_argument("--optimizers", nargs="*", default=list(suite.OPTIMIZERS), choices=list(suite.OPTIMIZERS))
     parser.add_argument("--variants", nargs="*", default=None,
-                        help="gradxform options to add as rows: bucketed, packed, 8-bit (default: all available)")
+                        help="gradxform options to add as rows: unfused, bucketed, packed, 8-bit (default: all available)")
     parser.add_argument("--steps", type=int, default=50, help="interleaved rounds per row at most")
     parser.add_argument("--budget", type=float, default=3.0, help="seconds of timing per row at most")
     parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch even if installed")

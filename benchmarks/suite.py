@@ -56,6 +56,7 @@ class Variant(NamedTuple):
     applies: Callable[[str, str], bool]
     wrap: Callable[[Any], Any]
     layout: Callable[[Any], Any]
+    kernel: bool = True
 
 
 def _packed(tree: Any) -> Any:
@@ -65,6 +66,8 @@ def _packed(tree: Any) -> Any:
 def variants() -> dict[str, Variant]:
     """Layout and state options of gradxform timed as extra rows (those it has):
 
+    - ``unfused``: ``tx.update`` then ``gx.apply_updates``, without the one-pass kernel that
+      ``gx.update_and_apply`` uses for Adam and AdamW on a CPU (the plain rows use it);
     - ``bucketed``: ``gx.bucketed(tx)``, a drop-in wrapper (state packed, trees in and out);
     - ``packed``: parameters kept in ``gx.bucket_layout`` form, so gradients arrive packed;
     - ``8-bit``: ``gx.quantized_state(tx)`` for the Adam family.
@@ -72,6 +75,8 @@ def variants() -> dict[str, Variant]:
     many = lambda shape, opt: shape in ("tree400", "tiny400", "flax-lm")
     same = lambda tree: tree
     out: dict[str, Variant] = {}
+    if hasattr(gx, "update_and_apply"):
+        out["unfused"] = Variant(lambda shape, opt: opt in ("adam", "adamw"), lambda tx: tx, same, kernel=False)
     if hasattr(gx, "bucketed"):
         out["bucketed"] = Variant(many, gx.bucketed, same)
         out["packed"] = Variant(many, lambda tx: tx, _packed)

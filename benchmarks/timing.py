@@ -12,16 +12,21 @@ import jax
 
 
 def jitted_step(
-    tx: Any, apply_updates: Callable[[Any, Any], Any], extra: Callable[[Any, Any], dict[str, Any]] | None = None
+    tx: Any, apply_updates: Callable[[Any, Any], Any] | None, extra: Callable[[Any, Any], dict[str, Any]] | None = None
 ) -> Callable[..., Any]:
     """A jitted optimizer step ``(params, state, grads) -> (params, state)`` that donates the
     parameters and the state (updated in place) but not the gradients (reused every step).
 
+    With ``apply_updates=None`` the step is ``gx.update_and_apply`` (gradxform's step, fused
+    where a kernel exists); otherwise ``tx.update`` followed by ``apply_updates``.
     ``extra(params, grads)``, if given, returns the extra keyword arguments of ``tx.update``
     (``value=``, ``value_fn=``, ...), computed inside the step."""
+    import gradxform as gx
 
     def step(params, state, grads):
         kwargs = extra(params, grads) if extra is not None else {}
+        if apply_updates is None:
+            return gx.update_and_apply(tx, grads, state, params, **kwargs)
         updates, state = tx.update(grads, state, params, **kwargs)
         return apply_updates(params, updates), state
 

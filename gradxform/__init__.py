@@ -32,6 +32,7 @@ from gradxform.core import (
     Schedule as Schedule,
     apply_updates as apply_updates,
 )
+from gradxform.kernels import kernel_status as kernel_status, update_and_apply as update_and_apply
 from gradxform.inspect import Diagram as Diagram, describe as describe, diagram as diagram
 from gradxform.tracing import OptimizerTrace as OptimizerTrace, trace_optimizer as trace_optimizer
 from gradxform.optimizers import *  # noqa: F401,F403

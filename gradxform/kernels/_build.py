@@ -1,0 +1,122 @@
+"""Compiles the C++ kernels on first use and registers them with XLA through ``jax.ffi``.
+
+The shared library is built with the machine's C++ compiler (``$CXX``, else ``c++``,
+``g++`` or ``clang++``) against the FFI headers that jaxlib ships, for this CPU
+(``-march=native``), and cached under ``$GRADXFORM_KERNEL_CACHE`` (default
+``~/.cache/gradxform/kernels``), keyed by the source, the flags, the compiler, jaxlib's
+version and the CPU. Two processes building at once each write their own file and rename it
+into place, so neither reads a half-written library. Where no compiler works, the reason is
+kept and every caller falls back to the plain XLA composition.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import jax
+
+ADAM_STEP = "gradxform_adam_step"
+
+_SOURCE = Path(__file__).with_name("adam_step.cc")
+_SYMBOL = "GradxformAdamStep"
+_FLAGS = (
+    "-O3",
+    "-march=native",
+    "-ffp-contract=off",  # no fused multiply-add: round as XLA does
+    "-fno-math-errno",  # lets the compiler vectorize sqrt
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-w",  # jaxlib's headers warn under -Wall; our own code is checked by the tests
+)
+
+_lock = threading.Lock()
+_status: str | None = None  # "" once registered, else why not
+_DISABLE = "GRADXFORM_DISABLE_KERNELS"
+
+
+def _cpu_id() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    models = [line for line in info.splitlines() if line.startswith(("model name", "flags"))]
+    return "\n".join(sorted(set(models)))
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("GRADXFORM_KERNEL_CACHE")
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gradxform" / "kernels"
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+
+
+def _build() -> str:
+    if os.environ.get(_DISABLE):
+        return f"disabled by ${_DISABLE}"
+    if not hasattr(jax, "ffi"):
+        return f"jax {jax.__version__} has no jax.ffi"
+    cxx = _compiler()
+    if cxx is None:
+        return "no C++ compiler found (install g++ or clang++, or set $CXX)"
+    import jaxlib
+
+    key = hashlib.sha256(
+        "\0".join(
+            [_SOURCE.read_text(), " ".join(_FLAGS), cxx, jaxlib.__version__, platform.machine(), _cpu_id()]
+        ).encode()
+    ).hexdigest()[:20]
+    folder = _cache_dir()
+    library = folder / f"adam_step-{key}.so"
+    if not library.exists():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, partial = tempfile.mkstemp(suffix=".so", dir=folder)
+            os.close(fd)
+            command = [cxx, *_FLAGS, f"-I{jax.ffi.include_dir()}", str(_SOURCE), "-o", partial]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            if done.returncode != 0:
+                os.unlink(partial)
+                return f"compiling {_SOURCE.name} failed: {done.stderr.strip()[-2000:]}"
+            os.replace(partial, library)
+        except (OSError, subprocess.SubprocessError) as e:
+            return f"could not build {_SOURCE.name} in {folder}: {e}"
+    try:
+        handler = getattr(ctypes.cdll.LoadLibrary(str(library)), _SYMBOL)
+        jax.ffi.register_ffi_target(ADAM_STEP, jax.ffi.pycapsule(handler), platform="cpu")
+    except (OSError, AttributeError, ValueError, RuntimeError) as e:
+        return f"could not load {library}: {e}"
+    return ""
+
+
+def kernel_status() -> str:
+    """Builds and registers the CPU kernels if that has not been tried yet.
+
+    Returns:
+      ``""`` when the kernels are registered with XLA, otherwise why they are not (no
+      compiler, a compile error, ``$GRADXFORM_DISABLE_KERNELS`` set). Without them,
+      `update_and_apply` runs the plain XLA composition, with the same numbers.
+
+    Example:
+      >>> import gradxform as gx
+      >>> isinstance(gx.kernel_status(), str)
+      True
+    """
+    global _status
+    with _lock:
+        if _status is None:
+            _status = _build()
+        return _status
