@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shapes", nargs="*", default=list(suite.SHAPES), choices=list(suite.SHAPES))
     parser.add_argument("--optimizers", nargs="*", default=list(suite.OPTIMIZERS), choices=list(suite.OPTIMIZERS))
     parser.add_argument("--variants", nargs="*", default=None,
-                        help="gradxform options to add as rows: unfused, bucketed, packed, 8-bit (default: all available)")
+                        help="gradxform options to add as rows: unfused, bucketed, packed, packed-all, 8-bit (default: all available)")
     parser.add_argument("--steps", type=int, default=50, help="interleaved rounds per row at most")
     parser.add_argument("--budget", type=float, default=3.0, help="seconds of timing per row at most")
     parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch even if installed")

@@ -5,6 +5,7 @@ Optimizers that gradxform does not have yet (``hasattr(gx, name)`` is false) are
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -63,6 +64,10 @@ def _packed(tree: Any) -> Any:
     return gx.bucket_layout(tree).pack(tree)
 
 
+def _packed_all(tree: Any) -> Any:
+    return gx.bucket_layout(tree, small_size=math.inf).pack(tree)
+
+
 def variants() -> dict[str, Variant]:
     """Layout and state options of gradxform timed as extra rows (those it has):
 
@@ -70,6 +75,8 @@ def variants() -> dict[str, Variant]:
       ``gx.update_and_apply`` uses for Adam and AdamW on a CPU (the plain rows use it);
     - ``bucketed``: ``gx.bucketed(tx)``, a drop-in wrapper (state packed, trees in and out);
     - ``packed``: parameters kept in ``gx.bucket_layout`` form, so gradients arrive packed;
+    - ``packed-all``: the same with every leaf bucketed (``small_size=math.inf``): a tree
+      becomes a few 16M-element arrays;
     - ``8-bit``: ``gx.quantized_state(tx)`` for the Adam family.
     """
     many = lambda shape, opt: shape in ("tree400", "tiny400", "flax-lm")
@@ -80,6 +87,7 @@ def variants() -> dict[str, Variant]:
     if hasattr(gx, "bucketed"):
         out["bucketed"] = Variant(many, gx.bucketed, same)
         out["packed"] = Variant(many, lambda tx: tx, _packed)
+        out["packed-all"] = Variant(many, lambda tx: tx, _packed_all)
     if hasattr(gx, "quantized_state"):
         out["8-bit"] = Variant(lambda shape, opt: opt in ("adam", "adamw"), gx.quantized_state, same)
     return out

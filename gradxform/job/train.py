@@ -49,8 +49,8 @@ def make_step(graphdef: Any, tx: GradientTransformation) -> Callable[..., tuple[
     def step(params, opt_state, x, y, idx):
         x, y = x[idx], y[idx]
         (loss, acc), grads = jax.value_and_grad(loss_and_accuracy, argnums=1, has_aux=True)(graphdef, params, x, y)
-        updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-        return gx.apply_updates(params, updates), opt_state, loss, acc
+        params, opt_state = gx.update_and_apply(tx, grads, opt_state, params, value=loss)
+        return params, opt_state, loss, acc
 
     return jax.jit(step)
 

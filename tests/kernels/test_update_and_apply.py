@@ -1,0 +1,258 @@
+"""`gx.update_and_apply`: the one-pass Adam/AdamW kernel against the plain composition.
+
+The oracle for every kernel step is the same optimizer run as ``tx.update`` followed by
+``gx.apply_updates`` (and, for Adam and AdamW, Optax's), on the same gradients. Which path
+ran is read from the compiled program: the kernel is a custom call named
+``gradxform_adam_step``.
+"""
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradxform as gx
+
+KERNEL = "gradxform_adam_step"
+
+
+def _tree(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    return {f"w{i:03d}": jnp.asarray(rng.standard_normal(s), jnp.float32) for i, s in enumerate(sizes)}
+
+
+def _grads(params, step):
+    rng = np.random.default_rng(1000 + step)
+    return jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape), x.dtype), params)
+
+
+def _plain_step(tx):
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return gx.apply_updates(p, u), s
+
+    return step
+
+
+def _kernel_step(tx):
+    return lambda p, s, g: gx.update_and_apply(tx, g, s, p)
+
+
+def _hlo(fn, *args):
+    return jax.jit(fn).lower(*args).compile().as_text()
+
+
+@functools.lru_cache(maxsize=8)
+def _grad_sequence(treedef, shapes, dtypes, steps):
+    """The gradients of every step, drawn once and shared by the runs a test compares."""
+    params = jax.tree.unflatten(treedef, [jnp.zeros(s, d) for s, d in zip(shapes, dtypes)])
+    return [_grads(params, t) for t in range(steps)]
+
+
+def _run(step, tx, params, steps):
+    params = jax.tree.map(jnp.copy, params)  # the step may donate them
+    state = tx.init(params)
+    leaves, treedef = jax.tree.flatten(params)
+    key = (treedef, tuple(x.shape for x in leaves), tuple(jnp.dtype(x.dtype) for x in leaves))
+    for g in _grad_sequence(*key, steps):
+        params, state = step(params, state, g)
+    return params, state
+
+
+def _close(a, b, rtol=1e-6, atol=1e-7):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol), a, b)
+
+
+def test_kernel_builds_where_a_compiler_exists():
+    status = gx.kernel_status()
+    if shutil.which("c++") or shutil.which("g++") or os.environ.get("CXX"):
+        assert status == "", status
+    else:
+        assert "compiler" in status
+
+
+# Leaf sizes cross the kernel's 65536-element chunks inside and between leaves; 40 leaves
+# take two calls of at most 32 leaves; a 0-d leaf and one-element leaves are included.
+SIZES = [(70000,), (3,), (256, 256), (100001,), (), (1,), *[(7,)] * 34]
+
+CASES = {
+    "adam": lambda: gx.adam(1e-2),
+    "adam-eps_root": lambda: gx.adam(3e-3, b1=0.8, b2=0.99, eps=1e-6, eps_root=1e-8),
+    "adamw": lambda: gx.adamw(1e-2, weight_decay=0.1),
+    "adamw-cosine": lambda: gx.adamw(gx.cosine_decay_schedule(1e-2, 30), weight_decay=0.05),
+    "adam-warmup": lambda: gx.adam(gx.warmup_cosine_decay_schedule(0.0, 1e-2, 5, 30)),
+}
+
+
+@pytest.mark.parametrize("make", CASES.values(), ids=CASES.keys())
+def test_kernel_matches_the_composition_over_many_steps(make):
+    tx = make()
+    params = _tree(SIZES)
+    fused = jax.jit(_kernel_step(tx), donate_argnums=(0, 1))
+    plain = jax.jit(_plain_step(tx), donate_argnums=(0, 1))
+    got = _run(fused, tx, params, 20)
+    want = _run(plain, tx, params, 20)
+    _close(got, want)
+    assert jax.tree.structure(got[1]) == jax.tree.structure(want[1])
+
+
+@pytest.mark.parametrize(
+    "make, oracle",
+    [
+        (lambda: gx.adam(1e-2, eps_root=1e-8), lambda: optax.adam(1e-2, eps_root=1e-8)),
+        (lambda: gx.adamw(1e-2, weight_decay=0.1), lambda: optax.adamw(1e-2, weight_decay=0.1)),
+    ],
+    ids=["adam", "adamw"],
+)
+def test_kernel_agrees_with_optax(make, oracle):
+    params = _tree([(300,), (17, 5), ()])
+    got = _run(jax.jit(_kernel_step(make()), donate_argnums=(0, 1)), make(), params, 50)[0]
+    otx = oracle()
+
+    def ostep(p, s, g):
+        u, s = otx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    want = _run(jax.jit(ostep), otx, params, 50)[0]
+    # Unit-scale random gradients for 50 steps put the plain composition 1.7e-6 away from
+    # Optax on parameters of size ~1 (its own float32 rounding); the kernel is as close.
+    _close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_without_jit_and_without_donation_leaves_inputs_intact():
+    tx = gx.adam(1e-2)
+    params = _tree([(1000,), (5,)])
+    before = jax.tree.map(np.asarray, params)
+    state = tx.init(params)
+    mu_before = np.asarray(jax.tree.leaves(state)[6])
+    new_params, new_state = gx.update_and_apply(tx, _grads(params, 0), state, params)
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, params), before)
+    np.testing.assert_array_equal(np.asarray(jax.tree.leaves(state)[6]), mu_before)
+    want = _plain_step(tx)(params, state, _grads(params, 0))
+    _close((new_params, new_state), want)
+
+
+@pytest.mark.parametrize("leaves, calls", [(2, 1), (40, 2)], ids=["2-leaves", "40-leaves"])
+def test_donated_kernel_step_copies_nothing(leaves, calls):
+    tx = gx.adamw(1e-3, weight_decay=0.01)
+    params = _tree([(4096,)] + [(3,)] * (leaves - 1))
+    text = jax.jit(_kernel_step(tx), donate_argnums=(0, 1)).lower(params, tx.init(params), params).compile().as_text()
+    entry = text[text.index("ENTRY"):]
+    assert not [line for line in entry.splitlines() if " copy(" in line], entry
+    assert entry.count(f'custom_call_target="{KERNEL}"') == calls
+
+
+def test_switching_paths_and_changing_hyperparameters_mid_run():
+    tx = gx.adam(1e-2)
+    params = _tree([(500,), (9,)])
+    fused = jax.jit(_kernel_step(tx))
+    plain = jax.jit(_plain_step(tx))
+    state_a = state_b = tx.init(params)
+    p_a = p_b = params
+    for t in range(12):
+        g = _grads(params, t)
+        if t == 6:  # a new learning rate and b1 as data, same compiled steps
+            state_a = gx.set_hyperparams(state_a, learning_rate=1e-3, b1=0.5)
+            state_b = gx.set_hyperparams(state_b, learning_rate=1e-3, b1=0.5)
+        p_a, state_a = (fused if t % 2 else plain)(p_a, state_a, g)
+        p_b, state_b = plain(p_b, state_b, g)
+    _close((p_a, state_a), (p_b, state_b))
+    assert float(gx.hyperparams(state_a)["learning_rate"]) == pytest.approx(1e-3)
+    assert int(state_a.count) == 12
+
+
+FALLBACKS = {
+    "nadam": (lambda: gx.nadam(1e-2), jnp.float32),
+    "adamw-mask": (lambda: gx.adamw(1e-2, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)), jnp.float32),
+    "adam-bf16-moments": (lambda: gx.adam(1e-2, mu_dtype=jnp.bfloat16), jnp.float32),
+    "adam-bf16-params": (lambda: gx.adam(1e-2), jnp.bfloat16),
+    "sgd": (lambda: gx.sgd(1e-2, momentum=0.9), jnp.float32),
+    "optax-adam": (lambda: optax.adam(1e-2), jnp.float32),
+    "chain-clip-adam": (lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-2)), jnp.float32),
+}
+
+
+@pytest.mark.parametrize("make, dtype", FALLBACKS.values(), ids=FALLBACKS.keys())
+def test_other_optimizers_take_the_plain_path_with_identical_numbers(make, dtype):
+    tx = make()
+    params = jax.tree.map(lambda x: x.astype(dtype), _tree([(40, 3), (5,)]))
+    grads = _grads(params, 0)
+    assert KERNEL not in _hlo(_kernel_step(tx), params, tx.init(params), grads)
+    got = _run(jax.jit(_kernel_step(tx)), tx, params, 5)
+    want = _run(jax.jit(_plain_step(tx)), tx, params, 5)
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), got, want)
+
+
+def test_kernel_false_forces_the_plain_path():
+    tx = gx.adam(1e-3)
+    params = _tree([(10,)])
+    step = lambda p, s, g: gx.update_and_apply(tx, g, s, p, kernel=False)
+    assert KERNEL not in _hlo(step, params, tx.init(params), params)
+
+
+def test_kernel_on_packed_parameters():
+    params = _tree([(50, 4), (3,), (1,), (7,), (128,)])
+    layout = gx.bucket_layout(params)
+    packed = layout.pack(params)
+    tx = gx.adam(1e-2)
+    got = _run(jax.jit(_kernel_step(tx)), tx, packed, 10)[0]
+    want = _run(jax.jit(_plain_step(tx)), tx, params, 10)[0]
+    _close(layout.unpack(got), want)
+
+
+def test_kernel_on_sharded_parameters():
+    devices = jax.devices()
+    if len(devices) < 2:
+        pytest.fail("conftest simulates two CPU devices; found one")
+    mesh = jax.sharding.Mesh(np.array(devices[:2]), ("data",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    params = jax.device_put(_tree([(64, 8)]), sharding)
+    tx = gx.adam(1e-2)
+    got = _run(jax.jit(_kernel_step(tx)), tx, params, 5)[0]
+    want = _run(jax.jit(_plain_step(tx)), tx, params, 5)[0]
+    _close(got, want)
+
+
+def test_kernel_under_vmap():
+    tx = gx.adam(1e-2)
+    params = {"w": jnp.asarray(np.random.default_rng(0).standard_normal((3, 20)), jnp.float32)}
+    grads = _grads(params, 0)
+    init = jax.vmap(tx.init)
+    fused = jax.jit(jax.vmap(_kernel_step(tx)))
+    plain = jax.jit(jax.vmap(_plain_step(tx)))
+    _close(fused(params, init(params), grads), plain(params, init(params), grads))
+
+
+def test_not_a_transformation_is_a_clear_error():
+    with pytest.raises(TypeError, match="tx must be a gradient transformation"):
+        gx.update_and_apply(lambda g: g, {}, (), {})
+
+
+def test_mismatched_gradients_name_the_path():
+    tx = gx.adam(1e-2)
+    params = {"a": jnp.ones(3), "b": jnp.ones(2)}
+    with pytest.raises(ValueError, match="b"):
+        gx.update_and_apply(tx, {"a": jnp.ones(3)}, tx.init(params), params)
+
+
+def test_disabled_kernels_fall_back_and_say_why():
+    code = (
+        "import gradxform as gx, jax, jax.numpy as jnp\n"
+        "print(gx.kernel_status())\n"
+        "tx = gx.adam(1e-2); p = {'w': jnp.ones(4)}\n"
+        "f = lambda p, s, g: gx.update_and_apply(tx, g, s, p)\n"
+        "print('gradxform_adam_step' in jax.jit(f).lower(p, tx.init(p), p).as_text())\n"
+    )
+    env = {**os.environ, "GRADXFORM_DISABLE_KERNELS": "1", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    status, used = out.stdout.strip().splitlines()
+    assert "GRADXFORM_DISABLE_KERNELS" in status
+    assert used == "False"
