@@ -24,9 +24,10 @@ from pathlib import Path
 import jax
 
 ADAM_STEP = "gradxform_adam_step"
+SGD_STEP = "gradxform_sgd_step"
 
-_SOURCE = Path(__file__).with_name("adam_step.cc")
-_SYMBOL = "GradxformAdamStep"
+_SOURCE = Path(__file__).with_name("steps.cc")
+_SYMBOLS = {ADAM_STEP: "GradxformAdamStep", SGD_STEP: "GradxformSgdStep"}
 _FLAGS = (
     "-O3",
     "-march=native",
@@ -80,7 +81,7 @@ def _build() -> str:
         ).encode()
     ).hexdigest()[:20]
     folder = _cache_dir()
-    library = folder / f"adam_step-{key}.so"
+    library = folder / f"steps-{key}.so"
     if not library.exists():
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -95,8 +96,9 @@ def _build() -> str:
         except (OSError, subprocess.SubprocessError) as e:
             return f"could not build {_SOURCE.name} in {folder}: {e}"
     try:
-        handler = getattr(ctypes.cdll.LoadLibrary(str(library)), _SYMBOL)
-        jax.ffi.register_ffi_target(ADAM_STEP, jax.ffi.pycapsule(handler), platform="cpu")
+        loaded = ctypes.cdll.LoadLibrary(str(library))
+        for target, symbol in _SYMBOLS.items():
+            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(loaded, symbol)), platform="cpu")
     except (OSError, AttributeError, ValueError, RuntimeError) as e:
         return f"could not load {library}: {e}"
     return ""

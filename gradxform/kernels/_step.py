@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,12 +19,8 @@ from gradxform.core import (
     find_states,
     is_transformation,
 )
-from gradxform.kernels._build import ADAM_STEP, kernel_status
-from gradxform.primitives.moments import CountState, EmaState, debias
-
-# The factories whose state the Adam kernel understands, and the arguments under which its
-# arithmetic is theirs (anything else takes the plain path, with the same result).
-_ADAM_FAMILY = ("adam", "adamw")
+from gradxform.kernels._build import ADAM_STEP, SGD_STEP, kernel_status
+from gradxform.primitives.moments import CountState, EmaState, TraceState, debias
 
 # XLA's compile time grows faster than linearly in one custom call's operands (0.15 s for
 # 50 leaves, 10 s for 400), so a large tree goes to several calls of this many leaves.
@@ -42,15 +38,16 @@ def update_and_apply(
 ) -> tuple[Params, State]:
     """One optimizer step: ``tx.update`` followed by `apply_updates`, fused where possible.
 
-    For `adam` and `adamw` with float32 parameters on a CPU, the whole step (both moments
-    and the parameters) runs as one hand-written kernel that reads and writes each array
-    once, for every leaf of the tree in one call, instead of the three loops per leaf that
-    XLA:CPU compiles the composition to. The numbers are the composition's, operation for
+    For `adam`, `adamw` and `sgd` with momentum, with float32 parameters on a CPU, the whole
+    step (moments and parameters) runs as one hand-written kernel that reads and writes each
+    array once, for all the leaves of the tree in a few calls, instead of the two or three
+    loops per leaf that XLA:CPU compiles the composition to. The numbers are the composition's, operation for
     operation; the state is the one ``tx.update`` returns, so checkpoints, `hyperparams`,
     `set_hyperparams` and schedules work unchanged, and a run may switch between this and
     ``tx.update`` at any step. On other devices, for other optimizers, other dtypes, Nadam's
-    look-ahead, a weight-decay mask, or when the kernel could not be built (see
-    `kernel_status`), it is exactly ``tx.update`` then `apply_updates`.
+    look-ahead, a weight-decay mask, an optimizer inside a chain or wrapper, or when the
+    kernels could not be built (see `kernel_status`), it is exactly ``tx.update`` then
+    `apply_updates`.
 
     Jit the step and donate the parameters and the state (``donate_argnums``), so the
     kernel updates them in place. The kernel has no derivative: differentiate through
@@ -92,7 +89,7 @@ def update_and_apply(
         updates, new_state = call_update(tx, grads, state, params, extra)
         return apply_updates(params, updates), new_state
 
-    fused = _adam_kernel_step(tx, grads, state, params, extra) if kernel else None
+    fused = _kernel_step(tx, grads, state, params, extra) if kernel else None
     if fused is None:
         return plain()
     if _cpu_only():
@@ -118,33 +115,85 @@ def _is_f32_array(x: Any) -> bool:
     return hasattr(x, "dtype") and hasattr(x, "shape") and jnp.dtype(x.dtype) == jnp.float32
 
 
-def _adam_kernel_step(
+def _f32_or_default(args: dict[str, Any], *names: str) -> bool:
+    return all(args.get(n) is None or jnp.dtype(args[n]) == jnp.float32 for n in names)
+
+
+class _Kernel(NamedTuple):
+    """How one factory's step maps onto a kernel.
+
+    Attributes:
+      target: the FFI target.
+      node: the state class holding the per-parameter arrays (``slots`` of them, in the
+        order the kernel takes them).
+      slots: how many such arrays each parameter has.
+      applies: whether the factory's arguments give the kernel's arithmetic.
+      scalars: the kernel's scalar operand, from the state after the step and the arguments.
+    """
+
+    target: str
+    node: type
+    slots: int
+    applies: Callable[[dict[str, Any]], bool]
+    scalars: Callable[[HyperparamsState, dict[str, Any]], list[jax.Array]]
+
+
+def _adam_scalars(after: HyperparamsState, args: dict[str, Any]) -> list[jax.Array]:
+    hp = after.hyperparams
+    t1, t2 = (c.count for c in find_states(after.inner_state, CountState))
+    wd = hp.get("weight_decay", jnp.zeros([], jnp.float32))
+    return [hp["learning_rate"], hp["b1"], hp["b2"], hp["eps"], hp["eps_root"], wd, debias(hp["b1"], t1), debias(hp["b2"], t2)]
+
+
+def _sgd_scalars(after: HyperparamsState, args: dict[str, Any]) -> list[jax.Array]:
+    hp = after.hyperparams
+    return [hp["learning_rate"], hp["momentum"], jnp.asarray(float(bool(args["nesterov"])))]
+
+
+_ADAM = _Kernel(
+    ADAM_STEP,
+    EmaState,
+    2,
+    lambda a: not a.get("nesterov") and a.get("mask") is None and _f32_or_default(a, "mu_dtype", "nu_dtype"),
+    _adam_scalars,
+)
+_KERNELS: dict[str, _Kernel] = {
+    "adam": _ADAM,
+    "adamw": _ADAM,
+    "sgd": _Kernel(
+        SGD_STEP,
+        TraceState,
+        1,
+        lambda a: a.get("momentum") is not None and _f32_or_default(a, "accumulator_dtype"),
+        _sgd_scalars,
+    ),
+}
+
+# XLA's compile time grows faster than linearly in one custom call's operands (0.15 s for
+# 50 leaves, 10 s for 400), so a large tree goes to several calls of this many leaves.
+_LEAVES_PER_CALL = 32
+
+
+def _kernel_step(
     tx: GradientTransformation, grads: Updates, state: State, params: Params, extra: dict[str, Any]
 ) -> Callable[[], tuple[Params, State]] | None:
-    """The kernel's step as a thunk, or None where the kernel does not apply."""
+    """The kernel's step as a thunk, or None where no kernel applies."""
     spec = getattr(tx, "spec", None)
-    if spec is None or spec.name not in _ADAM_FAMILY or not isinstance(state, HyperparamsState):
+    kern = _KERNELS.get(spec.name) if spec is not None else None
+    if kern is None or not isinstance(state, HyperparamsState) or not kern.applies(spec.args):
         return None
-    args = spec.args
-    if args.get("nesterov") or args.get("mask") is not None:
-        return None
-    if any(args.get(d) is not None and jnp.dtype(args[d]) != jnp.float32 for d in ("mu_dtype", "nu_dtype")):
-        return None
-    emas = find_states(state.inner_state, EmaState)
-    counts = find_states(state.inner_state, CountState)
-    if len(emas) != 2 or len(counts) != 2:
+    nodes = find_states(state.inner_state, kern.node)
+    if len(nodes) != kern.slots:
         return None
     p_leaves, treedef = jax.tree.flatten(params)
     try:
-        g_leaves = treedef.flatten_up_to(grads)
-        m_leaves = treedef.flatten_up_to(emas[0].ema)
-        v_leaves = treedef.flatten_up_to(emas[1].ema)
+        columns = [p_leaves, treedef.flatten_up_to(grads), *(treedef.flatten_up_to(n[0]) for n in nodes)]
     except (ValueError, TypeError):
         return None  # the plain path reports the mismatch with its paths
     if not p_leaves:
         return None
-    for p, g, m, v in zip(p_leaves, g_leaves, m_leaves, v_leaves):
-        if not all(_is_f32_array(x) for x in (p, g, m, v)) or not p.shape == g.shape == m.shape == v.shape:
+    for row in zip(*columns):
+        if not all(_is_f32_array(x) and x.shape == row[0].shape for x in row):
             return None
     if kernel_status():
         return None
@@ -154,55 +203,33 @@ def _adam_kernel_step(
         # composition itself, run on one empty array: it does not depend on the tree, costs
         # nothing, and cannot drift from what ``tx.update`` does.
         nothing = jnp.zeros((0,), jnp.float32)
-        shadow = _with_moments(state, nothing, nothing)
+        shadow = _with_nodes(state, kern.node, [nothing] * kern.slots)
         _, after = call_update(tx, nothing, shadow, nothing, extra)
-        hp = after.hyperparams
-        t1, t2 = (c.count for c in find_states(after.inner_state, CountState))
-        scalars = jnp.stack(
-            [
-                hp["learning_rate"],
-                hp["b1"],
-                hp["b2"],
-                hp["eps"],
-                hp["eps_root"],
-                hp.get("weight_decay", jnp.zeros([], jnp.float32)),
-                debias(hp["b1"], t1),
-                debias(hp["b2"], t2),
-            ]
-        ).astype(jnp.float32)
-        new_p, new_m, new_v = [], [], []
+        scalars = jnp.stack(kern.scalars(after, spec.args)).astype(jnp.float32)
+        # Every array a call updates (the parameters, then each state slot) is a result that
+        # overwrites its operand; the gradients (operand column 1) are only read.
+        updated = [0, *range(2, 2 + kern.slots)]
+        new_columns: list[list[jax.Array]] = [[] for _ in updated]
         for lo in range(0, len(p_leaves), _LEAVES_PER_CALL):
-            group = slice(lo, lo + _LEAVES_PER_CALL)
-            ps, ms, vs = _adam_call(scalars, p_leaves[group], g_leaves[group], m_leaves[group], v_leaves[group])
-            new_p += ps
-            new_m += ms
-            new_v += vs
-        new_state = _with_moments(after, treedef.unflatten(new_m), treedef.unflatten(new_v))
-        return treedef.unflatten(new_p), new_state
+            group = [col[lo : lo + _LEAVES_PER_CALL] for col in columns]
+            n = len(group[0])
+            outputs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for c in updated for x in group[c]]
+            aliases = {1 + c * n + i: k * n + i for k, c in enumerate(updated) for i in range(n)}
+            call = jax.ffi.ffi_call(kern.target, outputs, input_output_aliases=aliases, vmap_method="sequential")
+            out = call(scalars, *(x for col in group for x in col))
+            for k in range(len(updated)):
+                new_columns[k] += out[k * n : (k + 1) * n]
+        new_p, *new_slots = (treedef.unflatten(col) for col in new_columns)
+        return new_p, _with_nodes(after, kern.node, new_slots)
 
     return fused
 
 
-def _adam_call(
-    scalars: jax.Array, ps: list[jax.Array], gs: list[jax.Array], ms: list[jax.Array], vs: list[jax.Array]
-) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
-    """One kernel call over a group of leaves: new parameters, first and second moments."""
-    n = len(ps)
-    outputs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (*ps, *ms, *vs)]
-    # Operands are (scalars, params, grads, mu, nu): each result overwrites its operand.
-    aliases = {1 + i: i for i in range(n)}
-    aliases |= {1 + 2 * n + i: n + i for i in range(n)}
-    aliases |= {1 + 3 * n + i: 2 * n + i for i in range(n)}
-    call = jax.ffi.ffi_call(ADAM_STEP, outputs, input_output_aliases=aliases, vmap_method="sequential")
-    out = call(scalars, *ps, *gs, *ms, *vs)
-    return list(out[:n]), list(out[n : 2 * n]), list(out[2 * n :])
+def _with_nodes(state: HyperparamsState, node: type, values: list[Any]) -> HyperparamsState:
+    """``state`` with its ``node`` instances (in order) holding ``values`` instead."""
+    replacements = list(values)
 
+    def swap(x: Any) -> Any:
+        return node(replacements.pop(0)) if isinstance(x, node) else x
 
-def _with_moments(state: HyperparamsState, mu: Any, nu: Any) -> HyperparamsState:
-    """``state`` with its two `EmaState` nodes (first, then second moment) replaced."""
-    replacements = [EmaState(mu), EmaState(nu)]
-
-    def swap(node: Any) -> Any:
-        return replacements.pop(0) if isinstance(node, EmaState) else node
-
-    return jax.tree.map(swap, state, is_leaf=lambda node: isinstance(node, EmaState))
+    return jax.tree.map(swap, state, is_leaf=lambda x: isinstance(x, node))

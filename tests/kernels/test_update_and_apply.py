@@ -1,9 +1,10 @@
-"""`gx.update_and_apply`: the one-pass Adam/AdamW kernel against the plain composition.
+"""`gx.update_and_apply`: the one-pass kernels (Adam/AdamW, SGD with momentum) against the
+plain composition.
 
 The oracle for every kernel step is the same optimizer run as ``tx.update`` followed by
-``gx.apply_updates`` (and, for Adam and AdamW, Optax's), on the same gradients. Which path
-ran is read from the compiled program: the kernel is a custom call named
-``gradxform_adam_step``.
+``gx.apply_updates`` (and Optax's), on the same gradients. Which path ran is read from the
+compiled program: the kernels are custom calls named ``gradxform_adam_step`` and
+``gradxform_sgd_step``.
 """
 
 import functools
@@ -21,6 +22,7 @@ import pytest
 import gradxform as gx
 
 KERNEL = "gradxform_adam_step"
+ANY_KERNEL = "gradxform_"
 
 
 def _tree(sizes, seed=0):
@@ -88,6 +90,8 @@ CASES = {
     "adamw": lambda: gx.adamw(1e-2, weight_decay=0.1),
     "adamw-cosine": lambda: gx.adamw(gx.cosine_decay_schedule(1e-2, 30), weight_decay=0.05),
     "adam-warmup": lambda: gx.adam(gx.warmup_cosine_decay_schedule(0.0, 1e-2, 5, 30)),
+    "sgd-momentum": lambda: gx.sgd(1e-2, momentum=0.9),
+    "sgd-nesterov-exponential": lambda: gx.sgd(gx.exponential_decay(1e-2, 5, 0.5), momentum=0.8, nesterov=True),
 }
 
 
@@ -95,6 +99,7 @@ CASES = {
 def test_kernel_matches_the_composition_over_many_steps(make):
     tx = make()
     params = _tree(SIZES)
+    assert ANY_KERNEL in _hlo(_kernel_step(tx), params, tx.init(params), params)
     fused = jax.jit(_kernel_step(tx), donate_argnums=(0, 1))
     plain = jax.jit(_plain_step(tx), donate_argnums=(0, 1))
     got = _run(fused, tx, params, 20)
@@ -108,8 +113,9 @@ def test_kernel_matches_the_composition_over_many_steps(make):
     [
         (lambda: gx.adam(1e-2, eps_root=1e-8), lambda: optax.adam(1e-2, eps_root=1e-8)),
         (lambda: gx.adamw(1e-2, weight_decay=0.1), lambda: optax.adamw(1e-2, weight_decay=0.1)),
+        (lambda: gx.sgd(1e-2, momentum=0.9, nesterov=True), lambda: optax.sgd(1e-2, momentum=0.9, nesterov=True)),
     ],
-    ids=["adam", "adamw"],
+    ids=["adam", "adamw", "sgd-nesterov"],
 )
 def test_kernel_agrees_with_optax(make, oracle):
     params = _tree([(300,), (17, 5), ()])
@@ -173,7 +179,9 @@ FALLBACKS = {
     "adamw-mask": (lambda: gx.adamw(1e-2, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)), jnp.float32),
     "adam-bf16-moments": (lambda: gx.adam(1e-2, mu_dtype=jnp.bfloat16), jnp.float32),
     "adam-bf16-params": (lambda: gx.adam(1e-2), jnp.bfloat16),
-    "sgd": (lambda: gx.sgd(1e-2, momentum=0.9), jnp.float32),
+    "sgd-no-momentum": (lambda: gx.sgd(1e-2), jnp.float32),
+    "sgd-bf16-momentum": (lambda: gx.sgd(1e-2, momentum=0.9, accumulator_dtype=jnp.bfloat16), jnp.float32),
+    "lion": (lambda: gx.lion(1e-3), jnp.float32),
     "optax-adam": (lambda: optax.adam(1e-2), jnp.float32),
     "chain-clip-adam": (lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-2)), jnp.float32),
 }
@@ -184,7 +192,7 @@ def test_other_optimizers_take_the_plain_path_with_identical_numbers(make, dtype
     tx = make()
     params = jax.tree.map(lambda x: x.astype(dtype), _tree([(40, 3), (5,)]))
     grads = _grads(params, 0)
-    assert KERNEL not in _hlo(_kernel_step(tx), params, tx.init(params), grads)
+    assert ANY_KERNEL not in _hlo(_kernel_step(tx), params, tx.init(params), grads)
     got = _run(jax.jit(_kernel_step(tx)), tx, params, 5)
     want = _run(jax.jit(_plain_step(tx)), tx, params, 5)
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), got, want)
