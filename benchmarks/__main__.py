@@ -94,6 +94,27 @@ def print_row(row) -> None:
     print("".join(cells), flush=True)
 
 
+def many_leaves(args) -> None:
+    """The 400-leaf tree's Adam step against the step on one array of the same total size,
+    all gradxform, interleaved in one loop: as laid out (every leaf its own array), with the
+    small leaves packed, and with every leaf packed."""
+    tree = trees.transformer_tree()
+    one = trees.one_array(trees.size(tree))
+    cases = {
+        "one array": one,
+        "tree": tree,
+        "tree, packed": suite.variants()["packed"].layout(tree),
+        "tree, packed-all": suite.variants()["packed-all"].layout(tree),
+    }
+    cands = [jax_candidate(name, gx.adam(1e-3), None, p, trees.gradients_like(p)) for name, p in cases.items()]
+    timing.interleave(cands, args.steps, budget_s=3 * args.budget)
+    base = cands[0]
+    print(f"\n400-leaf tree ({trees.size(tree) / 1e6:.1f}M) Adam step over the one-array step of the same size:")
+    for c in cands[1:]:
+        print(f"  {c.name:<18}{1e3 * c.median_s:8.2f} ms  {timing.paired_ratio(c, base):6.3f}x"
+              f"  (one array {1e3 * base.median_s:.2f} ms)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="*", default=list(suite.SHAPES), choices=list(suite.SHAPES))
@@ -103,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=50, help="interleaved rounds per row at most")
     parser.add_argument("--budget", type=float, default=3.0, help="seconds of timing per row at most")
     parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch even if installed")
+    parser.add_argument("--no-many-leaves", action="store_true",
+                        help="leave out the closing comparison of the 400-leaf tree with one array")
     args = parser.parse_args(argv)
 
     dev = jax.devices()[0]
@@ -123,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
                 if row is not None:
                     print_row(row)
         del params, grads
+    if not args.no_many_leaves:
+        many_leaves(args)
 
 
 if __name__ == "__main__":
