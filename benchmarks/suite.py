@@ -76,7 +76,7 @@ def variants() -> dict[str, Variant]:
     - ``bucketed``: ``gx.bucketed(tx)``, a drop-in wrapper (state packed, trees in and out);
     - ``packed``: parameters kept in ``gx.bucket_layout`` form, so gradients arrive packed;
     - ``packed-all``: the same with every leaf bucketed (``small_size=math.inf``): a tree
-      becomes a few 16M-element arrays;
+      becomes a few 16M-element arrays (not for Adafactor, which factors matrices);
     - ``8-bit``: ``gx.quantized_state(tx)`` for the Adam family.
     """
     many = lambda shape, opt: shape in ("tree400", "tiny400", "flax-lm")
@@ -87,7 +87,8 @@ def variants() -> dict[str, Variant]:
     if hasattr(gx, "bucketed"):
         out["bucketed"] = Variant(many, gx.bucketed, same)
         out["packed"] = Variant(many, lambda tx: tx, _packed)
-        out["packed-all"] = Variant(many, lambda tx: tx, _packed_all)
+        # Not Adafactor: packing every leaf flat leaves it no matrix to factor.
+        out["packed-all"] = Variant(lambda shape, opt: many(shape, opt) and opt != "adafactor", lambda tx: tx, _packed_all)
     if hasattr(gx, "quantized_state"):
         out["8-bit"] = Variant(lambda shape, opt: opt in ("adam", "adamw"), gx.quantized_state, same)
     return out

@@ -70,6 +70,10 @@ def update_and_apply(
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
       https://arxiv.org/abs/1412.6980
+      Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+      https://arxiv.org/abs/1711.05101
+      Sutskever, Martens, Dahl & Hinton, "On the importance of initialization and momentum
+      in deep learning", ICML 2013. https://proceedings.mlr.press/v28/sutskever13.html
 
     Example:
       >>> import gradxform as gx, jax, jax.numpy as jnp
