@@ -32,7 +32,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -50,7 +49,7 @@ constexpr int64_t kChunk = int64_t{1} << 16;
 
 // The scalars come in by value and the arrays as restrict pointers, so that the compiler
 // keeps the scalars in registers and vectorizes the loops.
-__attribute__((noinline)) void adam_range(
+__attribute__((noinline)) void adam_loop(
     const float* s, const float* __restrict__ p, const float* __restrict__ g,
     const float* __restrict__ m, const float* __restrict__ v, float* __restrict__ p_out,
     float* __restrict__ m_out, float* __restrict__ v_out, const int64_t n) {
@@ -71,10 +70,10 @@ __attribute__((noinline)) void adam_range(
   }
 }
 
-__attribute__((noinline)) void sgd_range(const float* s, const float* __restrict__ p,
-                                         const float* __restrict__ g,
-                                         const float* __restrict__ t, float* __restrict__ p_out,
-                                         float* __restrict__ t_out, const int64_t n) {
+__attribute__((noinline)) void sgd_loop(const float* s, const float* __restrict__ p,
+                                        const float* __restrict__ g, const float* __restrict__ t,
+                                        float* __restrict__ p_out, float* __restrict__ t_out,
+                                        const int64_t n) {
   const float neg_lr = -s[0], mu = s[1];
   if (s[2] != 0.0f) {
     for (int64_t i = 0; i < n; ++i) {
@@ -92,13 +91,31 @@ __attribute__((noinline)) void sgd_range(const float* s, const float* __restrict
   }
 }
 
-// A step over every leaf of a call. Operand j of leaf i is in[j][i], result j is out[j][i];
-// range(i, lo, hi) updates elements [lo, hi) of leaf i.
+// A kernel applied to elements [lo, hi) of one leaf, given that leaf's operand and result
+// pointers (in the order of the operand and result lists above).
+using Range = void (*)(const float* s, const float* const* in, float* const* out, int64_t lo,
+                       int64_t hi);
+
+void adam_range(const float* s, const float* const* in, float* const* out, int64_t lo,
+                int64_t hi) {
+  adam_loop(s, in[0] + lo, in[1] + lo, in[2] + lo, in[3] + lo, out[0] + lo, out[1] + lo,
+            out[2] + lo, hi - lo);
+}
+
+void sgd_range(const float* s, const float* const* in, float* const* out, int64_t lo,
+               int64_t hi) {
+  sgd_loop(s, in[0] + lo, in[1] + lo, in[2] + lo, out[0] + lo, out[1] + lo, hi - lo);
+}
+
+// A step over every leaf of a call. Operand j of leaf i is in[i * n_in + j], result j is
+// out[i * n_out + j].
 struct Step {
-  std::vector<std::vector<const float*>> in;
-  std::vector<std::vector<float*>> out;
+  const float* scalars = nullptr;
+  Range range = nullptr;
+  size_t n_in = 0, n_out = 0;
+  std::vector<const float*> in;
+  std::vector<float*> out;
   std::vector<int64_t> starts;  // starts[i]: offset of leaf i in the concatenation; back() = total
-  std::function<void(const Step&, size_t, int64_t, int64_t)> range;
   int64_t chunks = 0;
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> done{0};
@@ -111,7 +128,9 @@ struct Step {
     size_t i = std::upper_bound(starts.begin(), starts.end(), lo) - starts.begin() - 1;
     for (int64_t at = lo; at < hi; ++i) {
       const int64_t end = std::min(hi, starts[i + 1]);
-      if (end > at) range(*this, i, at - starts[i], end - starts[i]);
+      if (end > at) {
+        range(scalars, &in[i * n_in], &out[i * n_out], at - starts[i], end - starts[i]);
+      }
       at = std::max(at, end);
     }
   }
@@ -128,11 +147,15 @@ struct Step {
   }
 };
 
-// Decodes n_in operands and n_out results per leaf, checks them, and runs `range` over all
-// of them on the caller's thread and XLA's intra-op thread pool.
-ffi::Error RunStep(const char* name, ffi::ThreadPool& pool, ffi::RemainingArgs& args,
-                   ffi::RemainingRets& rets, size_t n_in, size_t n_out,
-                   std::function<void(const Step&, size_t, int64_t, int64_t)> range) {
+// Checks the scalars, decodes n_in operands and n_out results per leaf, checks them, and runs
+// `range` over all of them on the caller's thread and XLA's intra-op thread pool.
+ffi::Error RunStep(const char* name, size_t n_scalars, size_t n_in, size_t n_out, Range range,
+                   ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& scalars,
+                   ffi::RemainingArgs& args, ffi::RemainingRets& rets) {
+  if (scalars.element_count() != n_scalars) {
+    return ffi::Error::InvalidArgument(std::string(name) + ": expected " +
+                                       std::to_string(n_scalars) + " scalars");
+  }
   const size_t n_leaves = args.size() / n_in;
   if (args.size() % n_in != 0 || rets.size() != n_leaves * n_out) {
     return ffi::Error::InvalidArgument(std::string(name) + ": expected " + std::to_string(n_in) +
@@ -140,10 +163,13 @@ ffi::Error RunStep(const char* name, ffi::ThreadPool& pool, ffi::RemainingArgs& 
                                        " results per parameter leaf");
   }
   auto step = std::make_shared<Step>();
-  step->in.assign(n_in, std::vector<const float*>(n_leaves));
-  step->out.assign(n_out, std::vector<float*>(n_leaves));
+  step->scalars = scalars.typed_data();
+  step->range = range;
+  step->n_in = n_in;
+  step->n_out = n_out;
+  step->in.resize(n_leaves * n_in);
+  step->out.resize(n_leaves * n_out);
   step->starts.assign(1, 0);
-  step->range = std::move(range);
   for (size_t i = 0; i < n_leaves; ++i) {
     int64_t count = -1;
     for (size_t j = 0; j < n_in + n_out; ++j) {
@@ -172,9 +198,9 @@ ffi::Error RunStep(const char* name, ffi::ThreadPool& pool, ffi::RemainingArgs& 
       }
       count = n;
       if (j < n_in) {
-        step->in[j][i] = static_cast<const float*>(data);
+        step->in[i * n_in + j] = static_cast<const float*>(data);
       } else {
-        step->out[j - n_in][i] = static_cast<float*>(data);
+        step->out[i * n_out + (j - n_in)] = static_cast<float*>(data);
       }
     }
     step->starts.push_back(step->starts.back() + count);
@@ -193,45 +219,26 @@ ffi::Error RunStep(const char* name, ffi::ThreadPool& pool, ffi::RemainingArgs& 
   return ffi::Error::Success();
 }
 
-ffi::Error AdamStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
-                        ffi::RemainingArgs args, ffi::RemainingRets rets) {
-  if (scalars.element_count() != 8) {
-    return ffi::Error::InvalidArgument("gradxform_adam_step: expected 8 scalars");
-  }
-  const float* s = scalars.typed_data();
-  return RunStep("gradxform_adam_step", pool, args, rets, 4, 3,
-                 [s](const Step& st, size_t i, int64_t lo, int64_t hi) {
-                   adam_range(s, st.in[0][i] + lo, st.in[1][i] + lo, st.in[2][i] + lo,
-                              st.in[3][i] + lo, st.out[0][i] + lo, st.out[1][i] + lo,
-                              st.out[2][i] + lo, hi - lo);
-                 });
+ffi::Error AdamStep(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
+                    ffi::RemainingRets rets) {
+  return RunStep("gradxform_adam_step", 8, 4, 3, adam_range, pool, scalars, args, rets);
 }
 
-ffi::Error SgdStepImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
-                       ffi::RemainingArgs args, ffi::RemainingRets rets) {
-  if (scalars.element_count() != 3) {
-    return ffi::Error::InvalidArgument("gradxform_sgd_step: expected 3 scalars");
-  }
-  const float* s = scalars.typed_data();
-  return RunStep("gradxform_sgd_step", pool, args, rets, 3, 2,
-                 [s](const Step& st, size_t i, int64_t lo, int64_t hi) {
-                   sgd_range(s, st.in[0][i] + lo, st.in[1][i] + lo, st.in[2][i] + lo,
-                             st.out[0][i] + lo, st.out[1][i] + lo, hi - lo);
-                 });
+ffi::Error SgdStep(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
+                   ffi::RemainingRets rets) {
+  return RunStep("gradxform_sgd_step", 3, 3, 2, sgd_range, pool, scalars, args, rets);
 }
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(GradxformAdamStep, AdamStepImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .RemainingArgs()
-                                  .RemainingRets());
+// Every step binds the same way: XLA's thread pool, the scalars, then the leaves' arrays.
+#define GRADXFORM_STEP_HANDLER(symbol, impl)                                            \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(symbol, impl,                                           \
+                                ffi::Ffi::Bind()                                        \
+                                    .Ctx<ffi::ThreadPool>()                             \
+                                    .Arg<ffi::Buffer<ffi::F32>>()                       \
+                                    .RemainingArgs()                                    \
+                                    .RemainingRets())
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(GradxformSgdStep, SgdStepImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .RemainingArgs()
-                                  .RemainingRets());
+GRADXFORM_STEP_HANDLER(GradxformAdamStep, AdamStep);
+GRADXFORM_STEP_HANDLER(GradxformSgdStep, SgdStep);
