@@ -173,10 +173,6 @@ _KERNELS: dict[str, _Kernel] = {
     ),
 }
 
-# XLA's compile time grows faster than linearly in one custom call's operands (0.15 s for
-# 50 leaves, 10 s for 400), so a large tree goes to several calls of this many leaves.
-_LEAVES_PER_CALL = 32
-
 
 def _kernel_step(
     tx: GradientTransformation, grads: Updates, state: State, params: Params, extra: dict[str, Any]
