@@ -1,6 +1,7 @@
 """``python -m benchmarks``: gradxform against Optax and fused PyTorch, in one process.
 
-gradxform's step is ``gx.update_and_apply`` (one-pass kernels for Adam and AdamW on a CPU);
+gradxform's step is ``gx.update_and_apply`` (one-pass kernels for Adam, AdamW and SGD with
+momentum on a CPU);
 the ``unfused`` rows time ``tx.update`` then ``gx.apply_updates`` instead.
 For every shape and optimizer, the jitted, buffer-donating step of each library is run in
 turn, step by step (interleaved, so machine load affects all alike), and the table reports
@@ -100,11 +101,12 @@ def many_leaves(args) -> None:
     small leaves packed, and with every leaf packed."""
     tree = trees.transformer_tree()
     one = trees.one_array(trees.size(tree))
+    layouts = suite.variants()
     cases = {
         "one array": one,
         "tree": tree,
-        "tree, packed": suite.variants()["packed"].layout(tree),
-        "tree, packed-all": suite.variants()["packed-all"].layout(tree),
+        "tree, packed": layouts["packed"].layout(tree),
+        "tree, packed-all": layouts["packed-all"].layout(tree),
     }
     cands = [jax_candidate(name, gx.adam(1e-3), None, p, trees.gradients_like(p)) for name, p in cases.items()]
     timing.interleave(cands, args.steps, budget_s=3 * args.budget)

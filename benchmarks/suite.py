@@ -72,7 +72,8 @@ def variants() -> dict[str, Variant]:
     """Layout and state options of gradxform timed as extra rows (those it has):
 
     - ``unfused``: ``tx.update`` then ``gx.apply_updates``, without the one-pass kernel that
-      ``gx.update_and_apply`` uses for Adam and AdamW on a CPU (the plain rows use it);
+      ``gx.update_and_apply`` uses for Adam, AdamW and SGD with momentum on a CPU (the plain
+      rows use it);
     - ``bucketed``: ``gx.bucketed(tx)``, a drop-in wrapper (state packed, trees in and out);
     - ``packed``: parameters kept in ``gx.bucket_layout`` form, so gradients arrive packed;
     - ``packed-all``: the same with every leaf bucketed (``small_size=math.inf``): a tree
@@ -83,7 +84,8 @@ def variants() -> dict[str, Variant]:
     same = lambda tree: tree
     out: dict[str, Variant] = {}
     if hasattr(gx, "update_and_apply"):
-        out["unfused"] = Variant(lambda shape, opt: opt in ("adam", "adamw"), lambda tx: tx, same, kernel=False)
+        fusable = lambda shape, opt: opt in ("adam", "adamw", "sgd+momentum")
+        out["unfused"] = Variant(fusable, lambda tx: tx, same, kernel=False)
     if hasattr(gx, "bucketed"):
         out["bucketed"] = Variant(many, gx.bucketed, same)
         out["packed"] = Variant(many, lambda tx: tx, _packed)

@@ -10,6 +10,8 @@ from typing import Any
 
 import jax
 
+import gradxform as gx
+
 
 def jitted_step(
     tx: Any, apply_updates: Callable[[Any, Any], Any] | None, extra: Callable[[Any, Any], dict[str, Any]] | None = None
@@ -21,7 +23,6 @@ def jitted_step(
     where a kernel exists); otherwise ``tx.update`` followed by ``apply_updates``.
     ``extra(params, grads)``, if given, returns the extra keyword arguments of ``tx.update``
     (``value=``, ``value_fn=``, ...), computed inside the step."""
-    import gradxform as gx
 
     def step(params, state, grads):
         kwargs = extra(params, grads) if extra is not None else {}

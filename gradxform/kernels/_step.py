@@ -41,13 +41,13 @@ def update_and_apply(
     For `adam`, `adamw` and `sgd` with momentum, with float32 parameters on a CPU, the whole
     step (moments and parameters) runs as one hand-written kernel that reads and writes each
     array once, for all the leaves of the tree in a few calls, instead of the two or three
-    loops per leaf that XLA:CPU compiles the composition to. The numbers are the composition's, operation for
-    operation; the state is the one ``tx.update`` returns, so checkpoints, `hyperparams`,
-    `set_hyperparams` and schedules work unchanged, and a run may switch between this and
-    ``tx.update`` at any step. On other devices, for other optimizers, other dtypes, Nadam's
-    look-ahead, a weight-decay mask, an optimizer inside a chain or wrapper, or when the
-    kernels could not be built (see `kernel_status`), it is exactly ``tx.update`` then
-    `apply_updates`.
+    loops per leaf that XLA:CPU compiles the composition to. The numbers are the
+    composition's, operation for operation; the state is the one ``tx.update`` returns, so
+    checkpoints, `hyperparams`, `set_hyperparams` and schedules work unchanged, and a run
+    may switch between this and ``tx.update`` at any step. On other devices, for other
+    optimizers, other dtypes, Nadam's look-ahead, a weight-decay mask, an optimizer inside a
+    chain or wrapper, or when the kernels could not be built (see `kernel_status`), it is
+    exactly ``tx.update`` then `apply_updates`.
 
     Jit the step and donate the parameters and the state (``donate_argnums``), so the
     kernel updates them in place. The kernel has no derivative: differentiate through

@@ -47,8 +47,8 @@ namespace {
 // two threads share a 16M-parameter step evenly.
 constexpr int64_t kChunk = int64_t{1} << 16;
 
-// The scalars come in by value and the arrays as restrict pointers, so that the compiler
-// keeps the scalars in registers and vectorizes the loops.
+// The scalars are read into locals once and the arrays are restrict pointers, so that the
+// compiler keeps the scalars in registers and vectorizes the loops.
 __attribute__((noinline)) void adam_loop(
     const float* s, const float* __restrict__ p, const float* __restrict__ g,
     const float* __restrict__ m, const float* __restrict__ v, float* __restrict__ p_out,
