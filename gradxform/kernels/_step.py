@@ -20,11 +20,9 @@ from gradxform.core import (
     is_transformation,
 )
 from gradxform.kernels._build import ADAM_STEP, SGD_STEP, kernel_status
+from gradxform.kernels._program import LEAVES_PER_CALL as _LEAVES_PER_CALL
+from gradxform.kernels._program import program_step
 from gradxform.primitives.moments import CountState, EmaState, TraceState, debias
-
-# XLA's compile time grows faster than linearly in one custom call's operands (0.15 s for
-# 50 leaves, 10 s for 400), so a large tree goes to several calls of this many leaves.
-_LEAVES_PER_CALL = 32
 
 
 def update_and_apply(
@@ -93,7 +91,9 @@ def update_and_apply(
         updates, new_state = call_update(tx, grads, state, params, extra)
         return apply_updates(params, updates), new_state
 
-    fused = _kernel_step(tx, grads, state, params, extra) if kernel else None
+    fused = None
+    if kernel and not kernel_status():
+        fused = _kernel_step(tx, grads, state, params, extra) or program_step(tx, grads, state, params, extra)
     if fused is None:
         return plain()
     if _cpu_only():

@@ -24,6 +24,18 @@
 //   operands: f32[3] (lr, mu, nesterov as 0 or 1), then L parameters, L gradients,
 //   L momentum buffers; results: L parameters, L momentum buffers.
 //
+// gradxform_program_step (any other elementwise step, see _program.py): a small register
+// program, run over blocks of kBlock elements that stay in the L1 cache, so that the step still
+// reads and writes each array once however many operations it has.
+//   operands: s32[P] program, f32[S] (shared) or f32[L * S] (per leaf) scalars, then for each
+//   of the program's n_in inputs the L leaves' arrays; results: for each of its n_out outputs
+//   the L leaves' arrays.
+//   program: n_in, n_out, n_scalars, n_temps, n_code, then n_out output registers, then n_code
+//   instructions of kWidth ints (opcode, destination, up to three operands). Registers
+//   [0, n_in) are the inputs, then n_scalars scalars (broadcast), then n_temps temporaries;
+//   only temporaries are written. Booleans are 0.0f and 1.0f. The program is checked before
+//   anything runs.
+//
 // The caller aliases each result to the operand it replaces, so with donated buffers the
 // step runs in place. Each element is read before it is written, at the same index, which
 // is the only overlap the restrict-qualified loops below see.
@@ -32,6 +44,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -107,11 +120,190 @@ void sgd_range(const float* s, const float* const* in, float* const* out, int64_
   sgd_loop(s, in[0] + lo, in[1] + lo, in[2] + lo, out[0] + lo, out[1] + lo, hi - lo);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The program interpreter. Each instruction runs over one block of at most kBlock elements, so
+// the dispatch costs little per element and the compiler vectorizes every loop.
+
+constexpr int64_t kBlock = 512;
+constexpr int kHeader = 5;
+constexpr int kWidth = 5;
+
+enum Op : int32_t {
+  kCopy = 0, kNeg, kAbs, kSign, kSqrt, kRsqrt, kExp, kLog, kLog1p, kExpm1, kTanh, kLogistic,
+  kFloor, kCeil, kIsFinite, kNot, kRoundAway, kRoundEven, kSin, kCos, kExp2, kCbrt,
+  kAdd = 32, kSub, kMul, kDiv, kMax, kMin, kPow, kGt, kGe, kLt, kLe, kEq, kNe, kAnd, kOr,
+  kAtan2, kRem, kXor,
+  kSelect = 64, kClamp,
+};
+
+int Arity(int32_t op) {
+  if (op >= kCopy && op <= kCbrt) return 1;
+  if (op >= kAdd && op <= kXor) return 2;
+  if (op == kSelect || op == kClamp) return 3;
+  return 0;  // unknown
+}
+
+// XLA's max and min propagate NaN from either side.
+inline float Max(float a, float b) { return (a != a || a > b) ? a : b; }
+inline float Min(float a, float b) { return (a != a || a < b) ? a : b; }
+inline float B(bool x) { return x ? 1.0f : 0.0f; }
+
+__attribute__((noinline)) void Exec(int32_t op, float* __restrict__ d, const float* __restrict__ a,
+                                    const float* __restrict__ b, const float* __restrict__ c,
+                                    int64_t n) {
+#define GX_LOOP(expr)                     \
+  for (int64_t i = 0; i < n; ++i) d[i] = (expr); \
+  return
+  switch (op) {
+    case kCopy: GX_LOOP(a[i]);
+    case kNeg: GX_LOOP(-a[i]);
+    case kAbs: GX_LOOP(std::fabs(a[i]));
+    case kSign: GX_LOOP(a[i] > 0.0f ? 1.0f : (a[i] < 0.0f ? -1.0f : a[i]));
+    case kSqrt: GX_LOOP(std::sqrt(a[i]));
+    case kRsqrt: GX_LOOP(1.0f / std::sqrt(a[i]));
+    case kExp: GX_LOOP(std::exp(a[i]));
+    case kLog: GX_LOOP(std::log(a[i]));
+    case kLog1p: GX_LOOP(std::log1p(a[i]));
+    case kExpm1: GX_LOOP(std::expm1(a[i]));
+    case kTanh: GX_LOOP(std::tanh(a[i]));
+    case kLogistic: GX_LOOP(1.0f / (1.0f + std::exp(-a[i])));
+    case kFloor: GX_LOOP(std::floor(a[i]));
+    case kCeil: GX_LOOP(std::ceil(a[i]));
+    case kIsFinite: GX_LOOP(B(std::isfinite(a[i])));
+    case kNot: GX_LOOP(B(a[i] == 0.0f));
+    case kRoundAway: GX_LOOP(std::round(a[i]));
+    case kRoundEven: GX_LOOP(std::nearbyint(a[i]));
+    case kSin: GX_LOOP(std::sin(a[i]));
+    case kCos: GX_LOOP(std::cos(a[i]));
+    case kExp2: GX_LOOP(std::exp2(a[i]));
+    case kCbrt: GX_LOOP(std::cbrt(a[i]));
+    case kAdd: GX_LOOP(a[i] + b[i]);
+    case kSub: GX_LOOP(a[i] - b[i]);
+    case kMul: GX_LOOP(a[i] * b[i]);
+    case kDiv: GX_LOOP(a[i] / b[i]);
+    case kMax: GX_LOOP(Max(a[i], b[i]));
+    case kMin: GX_LOOP(Min(a[i], b[i]));
+    case kPow: GX_LOOP(std::pow(a[i], b[i]));
+    case kGt: GX_LOOP(B(a[i] > b[i]));
+    case kGe: GX_LOOP(B(a[i] >= b[i]));
+    case kLt: GX_LOOP(B(a[i] < b[i]));
+    case kLe: GX_LOOP(B(a[i] <= b[i]));
+    case kEq: GX_LOOP(B(a[i] == b[i]));
+    case kNe: GX_LOOP(B(a[i] != b[i]));
+    case kAnd: GX_LOOP(B(a[i] != 0.0f && b[i] != 0.0f));
+    case kOr: GX_LOOP(B(a[i] != 0.0f || b[i] != 0.0f));
+    case kAtan2: GX_LOOP(std::atan2(a[i], b[i]));
+    case kRem: GX_LOOP(std::fmod(a[i], b[i]));
+    case kXor: GX_LOOP(B((a[i] != 0.0f) != (b[i] != 0.0f)));
+    case kSelect: GX_LOOP(a[i] != 0.0f ? c[i] : b[i]);  // lax.select_n(pred, on_false, on_true)
+    case kClamp: GX_LOOP(Min(Max(b[i], a[i]), c[i]));   // lax.clamp(lo, x, hi)
+    default: return;
+  }
+#undef GX_LOOP
+}
+
+// A checked view of a program operand.
+struct Program {
+  int32_t n_in = 0, n_out = 0, n_scalars = 0, n_temps = 0, n_code = 0;
+  const int32_t* outputs = nullptr;
+  const int32_t* code = nullptr;
+
+  int32_t registers() const { return n_in + n_scalars + n_temps; }
+
+  // Returns an empty string when the program is well formed, else what is wrong.
+  std::string Parse(const int32_t* p, int64_t size) {
+    if (size < kHeader) return "program shorter than its header";
+    n_in = p[0], n_out = p[1], n_scalars = p[2], n_temps = p[3], n_code = p[4];
+    if (n_in < 1 || n_out < 1 || n_scalars < 0 || n_temps < 0 || n_code < 0) {
+      return "bad program header";
+    }
+    if (size != kHeader + n_out + int64_t{n_code} * kWidth) return "program size does not match its header";
+    outputs = p + kHeader;
+    code = outputs + n_out;
+    for (int32_t k = 0; k < n_out; ++k) {
+      if (outputs[k] < 0 || outputs[k] >= registers()) return "output register out of range";
+    }
+    const int32_t first_temp = n_in + n_scalars;
+    for (int32_t k = 0; k < n_code; ++k) {
+      const int32_t* ins = code + k * kWidth;
+      const int arity = Arity(ins[0]);
+      if (arity == 0) return "unknown opcode " + std::to_string(ins[0]);
+      if (ins[1] < first_temp || ins[1] >= registers()) return "destination is not a temporary";
+      for (int j = 0; j < 3; ++j) {  // unused operand fields must still name a register
+        if (ins[2 + j] < 0 || ins[2 + j] >= registers() || (j < arity && ins[2 + j] == ins[1])) {
+          return "operand register out of range or equal to the destination";
+        }
+      }
+    }
+    return "";
+  }
+};
+
+// A thread's working memory: the program's scalar and temporary blocks, and its registers.
+struct Scratch {
+  std::vector<float> blocks;
+  std::vector<const float*> reg;
+};
+
+// What one call runs over a leaf's elements [lo, hi).
+struct Body {
+  virtual ~Body() = default;
+  virtual void Run(size_t leaf, const float* const* in, float* const* out, int64_t lo, int64_t hi,
+                   Scratch& scratch) const = 0;
+};
+
+struct RangeBody : Body {
+  Range range;
+  const float* scalars;
+  RangeBody(Range r, const float* s) : range(r), scalars(s) {}
+  void Run(size_t, const float* const* in, float* const* out, int64_t lo, int64_t hi,
+           Scratch&) const override {
+    range(scalars, in, out, lo, hi);
+  }
+};
+
+struct ProgramBody : Body {
+  Program program;
+  const float* scalars;
+  int64_t scalar_stride;  // 0 when every leaf shares the scalars
+
+  void Run(size_t leaf, const float* const* in, float* const* out, int64_t lo, int64_t hi,
+           Scratch& scratch) const override {
+    const Program& p = program;
+    scratch.blocks.resize(static_cast<size_t>(p.n_scalars + p.n_temps) * kBlock);
+    scratch.reg.resize(p.registers());
+    float* blocks = scratch.blocks.data();
+    const float** reg = scratch.reg.data();
+    const float* s = scalars + leaf * scalar_stride;
+    const int64_t fill = std::min(kBlock, hi - lo);
+    for (int32_t k = 0; k < p.n_scalars; ++k) {
+      float* block = blocks + static_cast<int64_t>(k) * kBlock;
+      std::fill(block, block + fill, s[k]);
+      reg[p.n_in + k] = block;
+    }
+    for (int32_t k = 0; k < p.n_temps; ++k) {
+      reg[p.n_in + p.n_scalars + k] = blocks + static_cast<int64_t>(p.n_scalars + k) * kBlock;
+    }
+    for (int64_t at = lo; at < hi; at += kBlock) {
+      const int64_t n = std::min(kBlock, hi - at);
+      for (int32_t j = 0; j < p.n_in; ++j) reg[j] = in[j] + at;
+      for (int32_t k = 0; k < p.n_code; ++k) {
+        const int32_t* ins = p.code + k * kWidth;
+        Exec(ins[0], const_cast<float*>(reg[ins[1]]), reg[ins[2]], reg[ins[3]], reg[ins[4]], n);
+      }
+      // Results are written only after every operand of this block has been read, so a
+      // result aliased to an operand is safe; memmove allows a result that is an operand.
+      for (int32_t k = 0; k < p.n_out; ++k) {
+        std::memmove(out[k] + at, reg[p.outputs[k]], sizeof(float) * n);
+      }
+    }
+  }
+};
+
 // A step over every leaf of a call. Operand j of leaf i is in[i * n_in + j], result j is
 // out[i * n_out + j].
 struct Step {
-  const float* scalars = nullptr;
-  Range range = nullptr;
+  std::unique_ptr<Body> body;
   size_t n_in = 0, n_out = 0;
   std::vector<const float*> in;
   std::vector<float*> out;
@@ -122,14 +314,14 @@ struct Step {
 
   // Chunk k covers [k * kChunk, (k + 1) * kChunk) of the leaves laid end to end, so large
   // leaves are split and small ones are grouped, without copying anything.
-  void run_chunk(int64_t k) const {
+  void run_chunk(int64_t k, Scratch& scratch) const {
     const int64_t lo = k * kChunk;
     const int64_t hi = std::min(lo + kChunk, starts.back());
     size_t i = std::upper_bound(starts.begin(), starts.end(), lo) - starts.begin() - 1;
     for (int64_t at = lo; at < hi; ++i) {
       const int64_t end = std::min(hi, starts[i + 1]);
       if (end > at) {
-        range(scalars, &in[i * n_in], &out[i * n_out], at - starts[i], end - starts[i]);
+        body->Run(i, &in[i * n_in], &out[i * n_out], at - starts[i], end - starts[i], scratch);
       }
       at = std::max(at, end);
     }
@@ -138,33 +330,30 @@ struct Step {
   // Takes chunks until none is left. The caller runs this too, so the step finishes even
   // when no pool thread is free; a pool task that starts late finds nothing and returns.
   void work() {
+    Scratch scratch;
     for (;;) {
       const int64_t k = next.fetch_add(1, std::memory_order_relaxed);
       if (k >= chunks) return;
-      run_chunk(k);
+      run_chunk(k, scratch);
       done.fetch_add(1, std::memory_order_release);
     }
   }
 };
 
-// Checks the scalars, decodes n_in operands and n_out results per leaf, checks them, and runs
-// `range` over all of them on the caller's thread and XLA's intra-op thread pool.
-ffi::Error RunStep(const char* name, size_t n_scalars, size_t n_in, size_t n_out, Range range,
-                   ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& scalars,
-                   ffi::RemainingArgs& args, ffi::RemainingRets& rets) {
-  if (scalars.element_count() != n_scalars) {
-    return ffi::Error::InvalidArgument(std::string(name) + ": expected " +
-                                       std::to_string(n_scalars) + " scalars");
-  }
-  const size_t n_leaves = args.size() / n_in;
-  if (args.size() % n_in != 0 || rets.size() != n_leaves * n_out) {
+// Decodes n_in operands and n_out results per leaf (operands from `first` on), checks them,
+// and runs `body` over all of them on the caller's thread and XLA's intra-op thread pool.
+ffi::Error RunStep(const char* name, std::unique_ptr<Body> body, size_t n_in, size_t n_out,
+                   size_t first, ffi::ThreadPool& pool, ffi::RemainingArgs& args,
+                   ffi::RemainingRets& rets) {
+  const size_t n_args = args.size() - first;
+  const size_t n_leaves = n_args / n_in;
+  if (n_args % n_in != 0 || rets.size() != n_leaves * n_out) {
     return ffi::Error::InvalidArgument(std::string(name) + ": expected " + std::to_string(n_in) +
                                        " operands and " + std::to_string(n_out) +
                                        " results per parameter leaf");
   }
   auto step = std::make_shared<Step>();
-  step->scalars = scalars.typed_data();
-  step->range = range;
+  step->body = std::move(body);
   step->n_in = n_in;
   step->n_out = n_out;
   step->in.resize(n_leaves * n_in);
@@ -176,7 +365,7 @@ ffi::Error RunStep(const char* name, size_t n_scalars, size_t n_in, size_t n_out
       void* data = nullptr;
       int64_t n = 0;
       if (j < n_in) {
-        auto buf = args.get<ffi::AnyBuffer>(j * n_leaves + i);
+        auto buf = args.get<ffi::AnyBuffer>(first + j * n_leaves + i);
         if (!buf.has_value()) return buf.error();
         if (buf->element_type() != ffi::DataType::F32) {
           return ffi::Error::InvalidArgument(std::string(name) + ": every operand must be float32");
@@ -219,26 +408,56 @@ ffi::Error RunStep(const char* name, size_t n_scalars, size_t n_in, size_t n_out
   return ffi::Error::Success();
 }
 
-ffi::Error AdamStep(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
-                    ffi::RemainingRets rets) {
-  return RunStep("gradxform_adam_step", 8, 4, 3, adam_range, pool, scalars, args, rets);
+// The hand-written steps: a scalar operand, then the leaves' arrays.
+ffi::Error RunFixed(const char* name, size_t n_scalars, size_t n_in, size_t n_out, Range range,
+                    ffi::ThreadPool& pool, ffi::RemainingArgs& args, ffi::RemainingRets& rets) {
+  auto scalars = args.get<ffi::Buffer<ffi::F32>>(0);
+  if (!scalars.has_value()) return scalars.error();
+  if (scalars->element_count() != n_scalars) {
+    return ffi::Error::InvalidArgument(std::string(name) + ": expected " +
+                                       std::to_string(n_scalars) + " scalars");
+  }
+  return RunStep(name, std::make_unique<RangeBody>(range, scalars->typed_data()), n_in, n_out, 1,
+                 pool, args, rets);
 }
 
-ffi::Error SgdStep(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars, ffi::RemainingArgs args,
-                   ffi::RemainingRets rets) {
-  return RunStep("gradxform_sgd_step", 3, 3, 2, sgd_range, pool, scalars, args, rets);
+ffi::Error AdamStep(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets rets) {
+  return RunFixed("gradxform_adam_step", 8, 4, 3, adam_range, pool, args, rets);
+}
+
+ffi::Error SgdStep(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets rets) {
+  return RunFixed("gradxform_sgd_step", 3, 3, 2, sgd_range, pool, args, rets);
+}
+
+ffi::Error ProgramStep(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets rets) {
+  constexpr const char* name = "gradxform_program_step";
+  auto code = args.get<ffi::Buffer<ffi::S32>>(0);
+  if (!code.has_value()) return code.error();
+  auto scalars = args.get<ffi::Buffer<ffi::F32>>(1);
+  if (!scalars.has_value()) return scalars.error();
+  auto body = std::make_unique<ProgramBody>();
+  const std::string bad = body->program.Parse(code->typed_data(), code->element_count());
+  if (!bad.empty()) return ffi::Error::InvalidArgument(std::string(name) + ": " + bad);
+  const size_t n_in = body->program.n_in, n_out = body->program.n_out;
+  const int64_t n_scalars = body->program.n_scalars;
+  const int64_t n_leaves = args.size() >= 2 ? static_cast<int64_t>(args.size() - 2) / n_in : 0;
+  const int64_t count = scalars->element_count();
+  if (count != n_scalars && count != n_scalars * n_leaves) {
+    return ffi::Error::InvalidArgument(std::string(name) + ": expected " +
+                                       std::to_string(n_scalars) + " scalars, shared or per leaf");
+  }
+  body->scalars = scalars->typed_data();
+  body->scalar_stride = count == n_scalars ? 0 : n_scalars;
+  return RunStep(name, std::move(body), n_in, n_out, 2, pool, args, rets);
 }
 
 }  // namespace
 
-// Every step binds the same way: XLA's thread pool, the scalars, then the leaves' arrays.
-#define GRADXFORM_STEP_HANDLER(symbol, impl)                                            \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(symbol, impl,                                           \
-                                ffi::Ffi::Bind()                                        \
-                                    .Ctx<ffi::ThreadPool>()                             \
-                                    .Arg<ffi::Buffer<ffi::F32>>()                       \
-                                    .RemainingArgs()                                    \
-                                    .RemainingRets())
+// Every step binds the same way: XLA's thread pool, then its operands and results.
+#define GRADXFORM_STEP_HANDLER(symbol, impl) \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(symbol, impl, \
+                                ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().RemainingArgs().RemainingRets())
 
 GRADXFORM_STEP_HANDLER(GradxformAdamStep, AdamStep);
 GRADXFORM_STEP_HANDLER(GradxformSgdStep, SgdStep);
+GRADXFORM_STEP_HANDLER(GradxformProgramStep, ProgramStep);
