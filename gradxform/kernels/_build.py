@@ -42,6 +42,9 @@ _FLAGS = (
 
 _lock = threading.Lock()
 _status: str | None = None  # "" once registered, else why not
+_library: ctypes.CDLL | None = None  # steps.cc, once loaded
+_loops: dict[tuple[int, ...], bool] = {}  # program -> whether its compiled loop is registered
+_loaded: list[ctypes.CDLL] = []  # compiled loops' libraries stay loaded
 _DISABLE = "GRADXFORM_DISABLE_KERNELS"
 
 
@@ -76,33 +79,81 @@ def _build() -> str:
         return "no C++ compiler found (install g++ or clang++, or set $CXX)"
     import jaxlib
 
-    key = hashlib.sha256(
-        "\0".join(
-            [_SOURCE.read_text(), " ".join(_FLAGS), cxx, jaxlib.__version__, platform.machine(), _cpu_id()]
-        ).encode()
-    ).hexdigest()[:20]
-    folder = _cache_dir()
-    library = folder / f"steps-{key}.so"
-    if not library.exists():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, partial = tempfile.mkstemp(suffix=".so", dir=folder)
-            os.close(fd)
-            command = [cxx, *_FLAGS, f"-I{jax.ffi.include_dir()}", str(_SOURCE), "-o", partial]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-            if done.returncode != 0:
-                os.unlink(partial)
-                return f"compiling {_SOURCE.name} failed: {done.stderr.strip()[-2000:]}"
-            os.replace(partial, library)
-        except (OSError, subprocess.SubprocessError) as e:
-            return f"could not build {_SOURCE.name} in {folder}: {e}"
+    library, error = _compile(cxx, "steps", _SOURCE.read_text(), [f"-I{jax.ffi.include_dir()}"], jaxlib.__version__)
+    if library is None:
+        return error
+    global _library
     try:
         loaded = ctypes.cdll.LoadLibrary(str(library))
         for target, symbol in _SYMBOLS.items():
             jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(loaded, symbol)), platform="cpu")
+        loaded.GradxformRegisterProgram.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+        loaded.GradxformRegisterProgram.restype = None
     except (OSError, AttributeError, ValueError, RuntimeError) as e:
         return f"could not load {library}: {e}"
+    _library = loaded
     return ""
+
+
+def _compile(cxx: str, stem: str, source: str, flags: list[str], version: str) -> tuple[Path | None, str]:
+    """Compiles ``source`` to a shared library in the cache, unless it is there already.
+
+    Returns the library's path, or None and why not.
+    """
+    key = hashlib.sha256(
+        "\0".join([source, " ".join(_FLAGS + tuple(flags)), cxx, version, platform.machine(), _cpu_id()]).encode()
+    ).hexdigest()[:20]
+    folder = _cache_dir()
+    library = folder / f"{stem}-{key}.so"
+    if library.exists():
+        return library, ""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(suffix=".so", dir=folder)
+        os.close(fd)
+        fd, source_file = tempfile.mkstemp(suffix=".cc", dir=folder)
+        with os.fdopen(fd, "w") as f:
+            f.write(source)
+        try:
+            command = [cxx, *_FLAGS, *flags, source_file, "-o", partial]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        finally:
+            os.unlink(source_file)
+        if done.returncode != 0:
+            os.unlink(partial)
+            return None, f"compiling {stem} failed: {done.stderr.strip()[-2000:]}"
+        os.replace(partial, library)
+    except (OSError, subprocess.SubprocessError) as e:
+        return None, f"could not build {stem} in {folder}: {e}"
+    return library, ""
+
+
+def register_loop(code: tuple[int, ...], source: str) -> bool:
+    """Compiles one program's loop (C++ ``source`` defining ``gradxform_loop``) and registers
+    it with the program kernel for ``code``, once per process.
+
+    Returns:
+      Whether the loop is registered. Where it is not (no compiler, a compile error), the
+      program kernel interprets ``code`` instead, with the same numbers, more slowly.
+    """
+    with _lock:
+        if code in _loops:
+            return _loops[code]
+        ok = False
+        cxx = _compiler()
+        if _library is not None and cxx is not None:
+            library, _ = _compile(cxx, "loop", source, [], "")
+            if library is not None:
+                try:
+                    loaded = ctypes.cdll.LoadLibrary(str(library))
+                    words = (ctypes.c_int32 * len(code))(*code)
+                    _library.GradxformRegisterProgram(words, len(code), ctypes.cast(loaded.gradxform_loop, ctypes.c_void_p))
+                    _loaded.append(loaded)
+                    ok = True
+                except (OSError, AttributeError):
+                    pass
+        _loops[code] = ok
+        return ok
 
 
 def kernel_status() -> str:

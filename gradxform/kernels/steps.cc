@@ -46,8 +46,10 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -262,13 +264,37 @@ struct RangeBody : Body {
   }
 };
 
+// Programs compiled to one loop each (by _program.py, with the machine's compiler), keyed by
+// the program's int32s. The interpreter is only used for a program that has none: the loop
+// keeps every intermediate in registers, where the interpreter moves each through memory.
+std::mutex& CompiledLock() {
+  static std::mutex* mu = new std::mutex;
+  return *mu;
+}
+std::unordered_map<std::string, Range>& Compiled() {
+  static auto* table = new std::unordered_map<std::string, Range>;
+  return *table;
+}
+
+Range FindCompiled(const int32_t* code, int64_t size) {
+  const std::string key(reinterpret_cast<const char*>(code), sizeof(int32_t) * size);
+  std::lock_guard<std::mutex> hold(CompiledLock());
+  auto it = Compiled().find(key);
+  return it == Compiled().end() ? nullptr : it->second;
+}
+
 struct ProgramBody : Body {
   Program program;
+  Range compiled = nullptr;
   const float* scalars;
   int64_t scalar_stride;  // 0 when every leaf shares the scalars
 
   void Run(size_t leaf, const float* const* in, float* const* out, int64_t lo, int64_t hi,
            Scratch& scratch) const override {
+    if (compiled != nullptr) {
+      compiled(scalars + leaf * scalar_stride, in, out, lo, hi);
+      return;
+    }
     const Program& p = program;
     scratch.blocks.resize(static_cast<size_t>(p.n_scalars + p.n_temps) * kBlock);
     scratch.reg.resize(p.registers());
@@ -448,6 +474,7 @@ ffi::Error ProgramStep(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::Remai
   }
   body->scalars = scalars->typed_data();
   body->scalar_stride = count == n_scalars ? 0 : n_scalars;
+  body->compiled = FindCompiled(code->typed_data(), code->element_count());
   return RunStep(name, std::move(body), n_in, n_out, 2, pool, args, rets);
 }
 
@@ -461,3 +488,12 @@ ffi::Error ProgramStep(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::Remai
 GRADXFORM_STEP_HANDLER(GradxformAdamStep, AdamStep);
 GRADXFORM_STEP_HANDLER(GradxformSgdStep, SgdStep);
 GRADXFORM_STEP_HANDLER(GradxformProgramStep, ProgramStep);
+
+// Registers `loop` as the compiled form of the program `code` (`size` int32s). Called from
+// Python (ctypes) once the loop's library is loaded; the library stays loaded.
+extern "C" __attribute__((visibility("default"))) void GradxformRegisterProgram(
+    const int32_t* code, int64_t size, Range loop) {
+  const std::string key(reinterpret_cast<const char*>(code), sizeof(int32_t) * size);
+  std::lock_guard<std::mutex> hold(CompiledLock());
+  Compiled()[key] = loop;
+}

@@ -1,0 +1,293 @@
+"""`gx.update_and_apply`'s generic path: any elementwise step as interpreter programs.
+
+The oracle is always the same step run as ``tx.update`` followed by ``gx.apply_updates``
+(the composition the programs are cut from), and Optax for Optax's optimizers. Which path
+ran is read from the compiled program: the interpreter is the custom call
+``gradxform_program_step``.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradxform as gx
+from harness import assert_trees_close
+
+PROGRAM = "gradxform_program_step"
+
+# Leaf sizes that cross the interpreter's 512-element blocks (1300), a matrix, a one-element
+# leaf and a 0-d leaf (which XLA keeps: it has no arrays to fuse).
+SIZES = [(1300,), (24, 5), (1,), ()]
+
+
+def _tree(sizes, seed=0, dtype=jnp.float32):
+    rng = np.random.default_rng(seed)
+    return {f"w{i}": jnp.asarray(rng.standard_normal(s), dtype) for i, s in enumerate(sizes)}
+
+
+def _grads(params, step):
+    rng = np.random.default_rng(1000 + step)
+    return jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape), x.dtype), params)
+
+
+def _plain(tx):
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return gx.apply_updates(p, u), s
+
+    return step
+
+
+def _fused(tx):
+    return lambda p, s, g: gx.update_and_apply(tx, g, s, p)
+
+
+def _compiled(fn, *args):
+    return jax.jit(fn).lower(*args).compile().as_text()
+
+
+def _assert_identical(a, b):
+    def array(x):
+        return np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(array(x), array(y)), a, b)
+
+
+def _run(step, tx, params, steps):
+    params = jax.tree.map(jnp.copy, params)  # the step may donate them
+    state = tx.init(params)
+    for t in range(steps):
+        params, state = step(params, state, _grads(params, t))
+    return params, state
+
+
+# Steps where no operation can move an element across a sign boundary agree to rounding;
+# sign-based updates (Lion, Signum, ADOPT's clipping, Adan) may flip an element whose
+# momentum is within an ulp of zero, which moves it by one learning rate.
+OPTIMIZERS = {
+    "radam": (lambda: gx.radam(1e-2), 1e-5),
+    "yogi": (lambda: gx.yogi(1e-2), 1e-5),
+    "adabelief": (lambda: gx.adabelief(1e-2), 1e-5),
+    "amsgrad": (lambda: gx.amsgrad(1e-2), 1e-5),
+    "adamax": (lambda: gx.adamax(1e-2), 1e-5),
+    "nadam": (lambda: gx.nadam(1e-2), 1e-5),
+    "rmsprop-centered-momentum": (lambda: gx.rmsprop(1e-2, centered=True, momentum=0.9), 1e-5),
+    "adagrad": (lambda: gx.adagrad(1e-2), 1e-5),
+    "adadelta": (lambda: gx.adadelta(1.0), 1e-5),
+    "sgd": (lambda: gx.sgd(1e-2), 1e-6),
+    "adamw-mask": (lambda: gx.adamw(1e-2, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)), 1e-5),
+    "adam-clip": (lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-2)), 1e-5),
+    "lars": (lambda: gx.lars(1e-2), 1e-5),
+    "lamb": (lambda: gx.lamb(1e-2), 1e-5),
+    "sm3": (lambda: gx.sm3(1e-2), 1e-5),
+    "ftrl": (lambda: gx.ftrl(1e-2), 1e-5),
+    "schedule_free_adamw": (lambda: gx.schedule_free_adamw(1e-2), 1e-5),
+    "optimistic_gradient_descent": (lambda: gx.optimistic_gradient_descent(1e-2), 1e-5),
+    "rprop": (lambda: gx.rprop(1e-2), 1e-5),
+    "lion": (lambda: gx.lion(1e-3), 1e-2),
+    "adopt": (lambda: gx.adopt(1e-3), 1e-2),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_programs_match_the_composition_over_many_steps(name):
+    make, rtol = OPTIMIZERS[name]
+    tx = make()
+    params = _tree(SIZES)
+    assert PROGRAM in _compiled(_fused(tx), params, tx.init(params), params)
+    got = _run(jax.jit(_fused(tx), donate_argnums=(0, 1)), tx, params, 12)
+    want = _run(jax.jit(_plain(tx)), tx, params, 12)
+    # Differences are absolute in units of the learning rate for sign-based steps.
+    assert_trees_close(got, want, rtol=rtol, atol=rtol * 1e-2)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: optax.radam(1e-2), lambda: optax.yogi(1e-2), lambda: optax.adabelief(1e-2)],
+    ids=["radam", "yogi", "adabelief"],
+)
+def test_programs_of_optax_transformations_agree_with_optax(make):
+    tx = make()
+    params = _tree([(300,), (17, 5)])
+    assert PROGRAM in _compiled(_fused(tx), params, tx.init(params), params)
+    got = _run(jax.jit(_fused(tx)), tx, params, 30)
+
+    def ostep(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    want = _run(jax.jit(ostep), tx, params, 30)
+    assert_trees_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _every_operation(g, p):
+    """An update that uses every operation the interpreter has, on awkward values."""
+    x = g * 3.0 - p
+    a = jnp.where(jnp.isfinite(x), x, 0.5)
+    b = jnp.abs(a) + 0.25
+    parts = [
+        jnp.sign(a), jnp.sqrt(b), jax.lax.rsqrt(b), jnp.exp(-b), jnp.log(b), jnp.log1p(b),
+        jnp.expm1(-b), jnp.tanh(a), jax.nn.sigmoid(a), jnp.floor(a), jnp.ceil(a), jnp.round(a),
+        jax.lax.round(a, jax.lax.RoundingMethod.AWAY_FROM_ZERO), jnp.sin(a), jnp.cos(a),
+        jnp.exp2(-b), jnp.cbrt(a), a**2, a**3, b**-2, a**0, jnp.square(a), b**1.5,
+        jnp.maximum(x, 0.1), jnp.minimum(x, -0.1), jnp.arctan2(a, b), jnp.fmod(a, 0.7),
+        jnp.clip(a, -0.3, 0.4), -a, a / b,
+        (a > 0) & (b < 1.0), (a > 0) | (b < 1.0), (a > 0) ^ (b < 1.0), ~(a >= 0.1),
+        (a == 0.0).astype(jnp.float32), (a != 0.5).astype(jnp.float32), (a <= 0.2).astype(jnp.float32),
+        a.astype(bool).astype(jnp.float32),
+    ]  # fmt: skip
+    return sum(q.astype(jnp.float32) for q in parts)
+
+
+def _custom(fn):
+    def update(updates, state, params=None):
+        return jax.tree.map(fn, updates, params), state
+
+    return gx.GradientTransformation(lambda params: (), update)
+
+
+def test_every_interpreter_operation_matches_xla_including_nan_and_inf():
+    params = _tree([(1100,), (7,)], seed=3)
+    grads = _grads(params, 0)
+    special = jnp.array([jnp.nan, jnp.inf, -jnp.inf, 0.0, -0.0, 1e-30, -1e30], jnp.float32)
+    grads["w1"] = special
+    tx = _custom(_every_operation)
+    state = tx.init(params)
+    assert PROGRAM in _compiled(_fused(tx), params, state, grads)
+    got = jax.jit(_fused(tx))(params, state, grads)
+    want = jax.jit(_plain(tx))(params, state, grads)
+    assert_trees_close(got, want, rtol=2e-5, atol=2e-5)  # libm and XLA's polynomials differ in the last bits
+
+
+def test_nan_propagates_through_max_and_min_as_in_xla():
+    tx = _custom(lambda g, p: jnp.maximum(g, p) + jnp.minimum(p, g))
+    params = {"w": jnp.array([jnp.nan, 1.0, 2.0, jnp.nan], jnp.float32)}
+    grads = {"w": jnp.array([1.0, jnp.nan, 0.0, jnp.nan], jnp.float32)}
+    got = jax.jit(_fused(tx))(params, tx.init(params), grads)[0]["w"]
+    want = jax.jit(_plain(tx))(params, tx.init(params), grads)[0]["w"]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.asarray(got)[2], np.asarray(want)[2])
+
+
+def test_leaves_with_the_same_program_share_calls_and_per_leaf_scalars_stay_per_leaf():
+    # LARS scales each leaf by its own trust ratio (a per-leaf scalar computed by XLA).
+    params = _tree([(50,)] * 40 + [(3, 4)] * 3)
+    tx = gx.lars(1e-2)
+    text = _compiled(_fused(tx), params, tx.init(params), params)
+    entry = text[text.index("ENTRY") :]
+    # 43 leaves with one program: two calls of at most 32 leaves.
+    assert entry.count(f'custom_call_target="{PROGRAM}"') == 2
+    got = _run(jax.jit(_fused(tx)), tx, params, 5)
+    want = _run(jax.jit(_plain(tx)), tx, params, 5)
+    assert_trees_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_donated_program_step_copies_nothing():
+    tx = gx.radam(1e-3)
+    params = _tree([(4096,), (3,), (5, 5)])
+    text = jax.jit(_fused(tx), donate_argnums=(0, 1)).lower(params, tx.init(params), params).compile().as_text()
+    entry = text[text.index("ENTRY") :]
+    assert entry.count(f'custom_call_target="{PROGRAM}"') >= 1
+    assert not [line for line in entry.splitlines() if " copy(" in line], entry
+
+
+FALLBACKS = {
+    "adam-bf16-moments": (lambda: gx.adam(1e-2, mu_dtype=jnp.bfloat16), jnp.float32),
+    "radam-bf16-params": (lambda: gx.radam(1e-2), jnp.bfloat16),
+    "sgd-bf16-momentum": (lambda: gx.sgd(1e-2, momentum=0.9, accumulator_dtype=jnp.bfloat16), jnp.float32),
+    "noisy_sgd": (lambda: gx.noisy_sgd(1e-2, key=0), jnp.float32),  # XLA makes the noise array
+}
+
+
+@pytest.mark.parametrize("make, dtype", FALLBACKS.values(), ids=FALLBACKS.keys())
+def test_steps_without_a_float32_one_pass_part_take_the_plain_path_with_identical_numbers(make, dtype):
+    tx = make()
+    params = _tree([(40, 3), (5,)], dtype=dtype)
+    grads = _grads(params, 0)
+    assert "gradxform_" not in _compiled(_fused(tx), params, tx.init(params), grads)
+    got = _run(jax.jit(_fused(tx)), tx, params, 4)
+    want = _run(jax.jit(_plain(tx)), tx, params, 4)
+    _assert_identical(got, want)
+
+
+def test_without_jit_the_step_is_the_plain_composition():
+    tx = gx.radam(1e-2)
+    params = _tree([(100,), (3,)])
+    state = tx.init(params)
+    grads = _grads(params, 0)
+    got = gx.update_and_apply(tx, grads, state, params)
+    want = _plain(tx)(params, state, grads)
+    _assert_identical(got, want)
+
+
+def test_programs_under_vmap():
+    tx = gx.yogi(1e-2)
+    params = {"w": jnp.asarray(np.random.default_rng(0).standard_normal((3, 20)), jnp.float32)}
+    grads = _grads(params, 0)
+    init = jax.vmap(tx.init)
+    fused = jax.jit(jax.vmap(_fused(tx)))
+    plain = jax.jit(jax.vmap(_plain(tx)))
+    assert_trees_close(fused(params, init(params), grads), plain(params, init(params), grads), rtol=1e-6, atol=1e-7)
+
+
+def test_a_callback_inside_the_step_still_runs():
+    seen = []
+
+    def update(updates, state, params=None):
+        jax.debug.callback(lambda: seen.append(1))
+        return jax.tree.map(lambda g: -0.1 * g, updates), state
+
+    tx = gx.GradientTransformation(lambda p: (), update)
+    params = _tree([(10,)])
+    step = jax.jit(_fused(tx))
+    assert PROGRAM in step.lower(params, (), params).compile().as_text()
+    jax.block_until_ready(step(params, (), params))
+    assert seen == [1]
+
+
+def test_extra_arguments_reach_the_step():
+    tx = gx.polyak_sgd()
+    params = _tree([(30,), (4, 2)])
+    value = jnp.float32(2.5)
+    fused = jax.jit(lambda p, s, g, v: gx.update_and_apply(tx, g, s, p, value=v))
+    plain = jax.jit(lambda p, s, g, v: _plain_with_value(tx, p, s, g, v))
+    state = tx.init(params)
+    grads = _grads(params, 0)
+    assert PROGRAM in fused.lower(params, state, grads, value).compile().as_text()
+    assert_trees_close(fused(params, state, grads, value), plain(params, state, grads, value), rtol=1e-6, atol=1e-7)
+
+
+def _plain_with_value(tx, p, s, g, v):
+    u, s = tx.update(g, s, p, value=v)
+    return gx.apply_updates(p, u), s
+
+
+@functools.cache
+def _program_target():
+    gx.kernel_status()
+    return jax.ffi.ffi_call(PROGRAM, jax.ShapeDtypeStruct((4,), jnp.float32))
+
+
+@pytest.mark.parametrize(
+    "program, message",
+    [
+        ([1, 1, 0, 1], "shorter than its header"),
+        ([1, 1, 0, 1, 1, 1, 999, 1, 0, 0, 0], "unknown opcode 999"),
+        ([1, 1, 0, 1, 1, 1, 32, 0, 0, 0, 0], "destination is not a temporary"),
+        ([1, 1, 0, 1, 1, 1, 32, 1, 7, 0, 0], "operand register out of range"),
+        ([1, 1, 0, 1, 2, 1, 32, 1, 0, 0, 0], "size does not match"),
+    ],
+    ids=["short", "opcode", "destination", "operand", "size"],
+)
+def test_a_malformed_program_is_refused_with_the_reason(program, message):
+    if gx.kernel_status():
+        pytest.fail(f"kernels did not build: {gx.kernel_status()}")
+    call = _program_target()
+    with pytest.raises(Exception, match=message):
+        jax.block_until_ready(
+            call(jnp.asarray(program, jnp.int32), jnp.zeros((0,), jnp.float32), jnp.ones(4, jnp.float32))
+        )
