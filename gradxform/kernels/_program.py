@@ -189,6 +189,8 @@ class _Program:
         self.scalars: list[_Val] = []
         self.scalar_keys: list[Any] = []
         self.outputs: list[_Val] = []
+        self.positions: list[int] = []  # where each output goes among the step's outputs
+        self.computed: list[bool] = []  # False for an input written out unchanged
         self.code: list[list[Any]] = []  # [opcode, dst, a, b, c] with symbolic registers
         self.reg: dict[int, tuple[str, int]] = {}
         self._temps = 0
@@ -373,9 +375,12 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
         if elementwise[k]:
             members.setdefault(find(id(e.outs[0])), []).append(k)
 
-    out_position = {}
+    out_position: dict[int, int] = {}
+    all_positions: dict[int, list[int]] = {}
     for pos, x in enumerate(outvals):
         out_position.setdefault(id(x), pos)
+        all_positions.setdefault(id(x), []).append(pos)
+    input_position = {id(x): k for k, x in enumerate(invals)}
     programs: list[_Program] = []
     fused_outputs: set[int] = set()
     kernel_eqns: set[int] = set()
@@ -398,7 +403,19 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
         program = _Program()
         for k in reversed(chosen):
             program.add(eqns[k])
-        program.outputs = sorted(outputs, key=lambda x: out_position[id(x)])
+        placed = [(out_position[id(x)], x, True) for x in outputs]
+        # An input the step returns as another output (optimistic gradient descent keeps
+        # this step's gradient, for example) is written out by the same pass, instead of by
+        # a copy of its own.
+        for x in {id(x): x for x in external}.values():
+            for pos in all_positions.get(id(x), []):
+                if aliases.get(pos) != input_position[id(x)]:
+                    program.ref(x)
+                    placed.append((pos, x, False))
+        placed.sort(key=lambda t: t[0])
+        program.positions = [t[0] for t in placed]
+        program.outputs = [t[1] for t in placed]
+        program.computed = [t[2] for t in placed]
         programs.append(program)
         fused_outputs.update(id(x) for x in outputs)
         kernel_eqns.update(chosen)
@@ -505,9 +522,7 @@ def _run(plan: _Plan, args: list[Any]) -> list[Any]:
         env.update((id(o), x) for o, x in zip(e.outs, outs))
 
     position = {id(x): k for k, x in enumerate(plan.invals)}
-    out_position: dict[int, int] = {}
-    for pos, x in enumerate(plan.outvals):
-        out_position.setdefault(id(x), pos)
+    results: dict[int, Any] = {}  # output position -> its array from a kernel
 
     groups: dict[tuple[int, ...], list[_Program]] = {}
     for p in plan.programs:
@@ -528,21 +543,23 @@ def _run(plan: _Plan, args: list[Any]) -> list[Any]:
             scalar_operand = jnp.stack(scalars) if scalars else jnp.zeros((0,), jnp.float32)
             n_in = len(first.inputs)
             operands = [read(p.inputs[j]) for j in range(n_in) for p in call_members]
-            results = [jax.ShapeDtypeStruct(p.outputs[j].shape, jnp.float32) for j in range(len(first.outputs)) for p in call_members]
+            shapes = [jax.ShapeDtypeStruct(p.outputs[j].shape, jnp.float32) for j in range(len(first.outputs)) for p in call_members]
             alias_map: dict[int, int] = {}
             taken: set[int] = set()
             for j in range(len(first.outputs)):
                 for i, p in enumerate(call_members):
-                    target = plan.aliases.get(out_position[id(p.outputs[j])])
+                    target = plan.aliases.get(p.positions[j])
                     for jj, x in enumerate(p.inputs):
                         operand = 2 + jj * n + i
                         if position.get(id(x)) == target and operand not in taken:
                             alias_map[operand] = j * n + i
                             taken.add(operand)
                             break
-            call = jax.ffi.ffi_call(PROGRAM_STEP, results, input_output_aliases=alias_map, vmap_method="sequential")
+            call = jax.ffi.ffi_call(PROGRAM_STEP, shapes, input_output_aliases=alias_map, vmap_method="sequential")
             out = call(program, scalar_operand, *operands)
             for j in range(len(first.outputs)):
                 for i, p in enumerate(call_members):
-                    env[id(p.outputs[j])] = out[j * n + i]
-    return [read(x) for x in plan.outvals]
+                    results[p.positions[j]] = out[j * n + i]
+                    if p.computed[j]:  # the same value may be returned at other positions too
+                        env[id(p.outputs[j])] = out[j * n + i]
+    return [results[pos] if pos in results else read(x) for pos, x in enumerate(plan.outvals)]

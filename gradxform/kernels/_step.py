@@ -34,21 +34,28 @@ def update_and_apply(
     kernel: bool = True,
     **extra: Any,
 ) -> tuple[Params, State]:
-    """One optimizer step: ``tx.update`` followed by `apply_updates`, fused where possible.
+    """One optimizer step: ``tx.update`` followed by `apply_updates`, in one pass on a CPU.
 
-    For `adam`, `adamw` and `sgd` with momentum, with float32 parameters on a CPU, the whole
-    step (moments and parameters) runs as one hand-written kernel that reads and writes each
-    array once, for all the leaves of the tree in a few calls, instead of the two or three
-    loops per leaf that XLA:CPU compiles the composition to. The numbers are the
-    composition's, operation for operation; the state is the one ``tx.update`` returns, so
-    checkpoints, `hyperparams`, `set_hyperparams` and schedules work unchanged, and a run
-    may switch between this and ``tx.update`` at any step. On other devices, for other
-    optimizers, other dtypes, Nadam's look-ahead, a weight-decay mask, an optimizer inside a
-    chain or wrapper, or when the kernels could not be built (see `kernel_status`), it is
-    exactly ``tx.update`` then `apply_updates`.
+    XLA:CPU compiles an optimizer step to one loop per updated array, so Adam reads its
+    gradients three times. Here, under ``jit`` with float32 parameters on a CPU, the step
+    reads and writes each array once:
+
+    - `adam`, `adamw` and `sgd` with momentum run a hand-written kernel;
+    - any other step (ours or Optax's, alone or in a chain) is traced, and its per-leaf
+      elementwise part becomes one small program per kind of leaf, compiled once to a C++
+      loop (and cached on disk) and run for all the leaves in a few calls. Counts,
+      schedules, norms, random numbers and other work across elements stay with XLA.
+
+    The numbers are the composition's, operation for operation, up to float32 rounding; the
+    state is the one ``tx.update`` returns, so checkpoints, `hyperparams`, `set_hyperparams`
+    and schedules work unchanged, and a run may switch between this and ``tx.update`` at any
+    step. On other devices, for other dtypes, without ``jit``, for a step with no per-leaf
+    float32 part that reads only its arguments (noisy SGD's noise, for example), or when the
+    kernels could not be built (see `kernel_status`), it is exactly ``tx.update`` then
+    `apply_updates`.
 
     Jit the step and donate the parameters and the state (``donate_argnums``), so the
-    kernel updates them in place. The kernel has no derivative: differentiate through
+    kernels update them in place. The kernels have no derivative: differentiate through
     ``tx.update`` instead.
 
     Args:

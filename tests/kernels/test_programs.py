@@ -7,6 +7,9 @@ ran is read from the compiled program: the interpreter is the custom call
 """
 
 import functools
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -291,3 +294,29 @@ def test_a_malformed_program_is_refused_with_the_reason(program, message):
         jax.block_until_ready(
             call(jnp.asarray(program, jnp.int32), jnp.zeros((0,), jnp.float32), jnp.ones(4, jnp.float32))
         )
+
+
+def test_the_interpreter_runs_programs_without_a_compiled_loop():
+    # In a fresh process with the compiled loops turned off, the kernel interprets each
+    # program; its numbers must match the composition as the compiled loops' do.
+    code = (
+        "import jax, jax.numpy as jnp, numpy as np, gradxform as gx\n"
+        "import sys; sys.path.insert(0, 'tests/kernels'); sys.path.insert(0, 'tests')\n"
+        "import test_programs as t\n"
+        "from gradxform.kernels import _build\n"
+        "params = t._tree([(1300,), (24, 5), (1,)], seed=3)\n"
+        "grads = t._grads(params, 0)\n"
+        "grads['w2'] = jnp.array([jnp.nan], jnp.float32)\n"
+        "for tx in (t._custom(t._every_operation), gx.radam(1e-2), gx.lars(1e-2)):\n"
+        "    s = tx.init(params)\n"
+        "    text = jax.jit(t._fused(tx)).lower(params, s, grads).compile().as_text()\n"
+        "    assert t.PROGRAM in text\n"
+        "    t.assert_trees_close(jax.jit(t._fused(tx))(params, s, grads), jax.jit(t._plain(tx))(params, s, grads), rtol=2e-5, atol=2e-5)\n"
+        "assert _build._loops and not any(_build._loops.values()), _build._loops\n"
+        "print('interpreted', len(_build._loops))\n"
+    )
+    env = {**os.environ, "GRADXFORM_INTERPRET_PROGRAMS": "1", "JAX_PLATFORMS": "cpu"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "interpreted 3"
