@@ -55,8 +55,8 @@ def update_and_apply(
     `apply_updates`.
 
     Jit the step and donate the parameters and the state (``donate_argnums``), so the
-    kernels update them in place. The kernels have no derivative: differentiate through
-    ``tx.update`` instead.
+    kernels update them in place. The kernels have no derivative, so a step that is being
+    differentiated (``jax.grad`` through it, for meta-learning) is the plain composition.
 
     Args:
       tx: the optimizer (any gradient transformation, ours or Optax's).
@@ -99,7 +99,7 @@ def update_and_apply(
         return apply_updates(params, updates), new_state
 
     fused = None
-    if kernel and not kernel_status():
+    if kernel and not _differentiated(grads, state, params, extra) and not kernel_status():
         fused = _kernel_step(tx, grads, state, params, extra) or program_step(tx, grads, state, params, extra)
     if fused is None:
         return plain()
@@ -107,6 +107,12 @@ def update_and_apply(
         return fused()
     # With an accelerator present, the step may be placed on either: let lowering choose.
     return jax.lax.platform_dependent(cpu=fused, default=plain)
+
+
+def _differentiated(*trees: Any) -> bool:
+    """Whether the step is being differentiated (the kernels have no derivative, so the
+    plain composition is used: its derivative is the one ``tx.update`` has)."""
+    return any(type(x).__name__ in ("JVPTracer", "LinearizeTracer") for x in jax.tree.leaves(trees))
 
 
 @functools.cache

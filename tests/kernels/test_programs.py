@@ -320,3 +320,19 @@ def test_the_interpreter_runs_programs_without_a_compiled_loop():
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "interpreted 3"
+
+
+@pytest.mark.parametrize("make", [lambda: gx.lion(1e-2), lambda: gx.adam(1e-2)], ids=["program", "hand-written"])
+def test_a_differentiated_step_is_the_plain_composition(make):
+    # Meta-learning differentiates through the step; the kernels have no derivative, so the
+    # step must take the plain path there and give the composition's gradient.
+    tx = make()
+    params = _tree([(6,), (2, 3)])
+
+    def loss(p, step):
+        new_p, _ = step(p, tx.init(p), jax.tree.map(lambda x: 0.5 * x, p))
+        return sum(jnp.sum(x**2) for x in jax.tree.leaves(new_p))
+
+    got = jax.jit(jax.grad(lambda p: loss(p, _fused(tx))))(params)
+    want = jax.jit(jax.grad(lambda p: loss(p, _plain(tx))))(params)
+    _assert_identical(got, want)
