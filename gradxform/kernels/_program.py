@@ -10,19 +10,22 @@ cuts it in two:
   same shape of computation, run by the ``gradxform_program_step`` interpreter kernel in
   ``steps.cc``, which reads and writes each array once;
 - everything else (counts, schedules, bias corrections, norms, random numbers, reshapes)
-  stays with XLA, evaluated primitive by primitive from the same jaxpr. Where that part needs
-  a value of the elementwise part (a norm of the update, for example) XLA computes it itself.
+  stays with XLA, evaluated primitive by primitive from the same jaxpr.
 
-A connected elementwise part is one "component"; it is fused only when all its array inputs
-are arguments of the step (not arrays XLA would have to materialize first) and all of them
-are float32. Nothing here changes the arithmetic: the program performs the jaxpr's operations
-in the jaxpr's order, in float32, so results agree with the composition to rounding.
+A connected elementwise part is one "component". It is fused only when
+- all its array inputs are float32 arguments of the step (not arrays XLA would have to
+  materialize first, such as noise or broadcast accumulators);
+- XLA needs none of its values (LAMB's norm of the update would otherwise be computed twice);
+- it needs no libm call per element (exp, log, tanh, a general pow), which XLA vectorizes
+  and a loop would not.
+Nothing here changes the arithmetic: the program performs the jaxpr's operations in the
+jaxpr's order, in float32, so results agree with the composition to rounding.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import jax
@@ -47,6 +50,13 @@ _BINARY = {
 }  # fmt: skip
 _SELECT, _CLAMP = 64, 65
 _MUL, _DIV, _NE = _BINARY["mul"], _BINARY["div"], _BINARY["ne"]
+_POW_HALF, _POW_MINUS_HALF = 22, 23
+# Operations that the compiled loops can only do by calling libm once per element, where
+# XLA has vectorized polynomials: 4 to 20 times slower per element on an x86 CPU, more than
+# the memory passes a program saves. A component that needs one is left to XLA.
+_LIBM = {_UNARY[n] for n in ("exp", "log", "log1p", "expm1", "tanh", "logistic", "sin", "cos", "exp2", "cbrt")}
+_LIBM |= {_BINARY[n] for n in ("pow", "atan2", "rem")}
+_FUSE_LIBM = False  # tests set it, to check those operations in the loops and the interpreter
 _ELEMENTWISE = {*_UNARY, *_BINARY, "round", "select_n", "clamp", "integer_pow", "square"}
 _ALIASES = {"broadcast_in_dim", "convert_element_type", "reshape"}
 
@@ -70,7 +80,7 @@ _C = {
     11: "1.0f / (1.0f + std::exp(-{a}))", 12: "std::floor({a})", 13: "std::ceil({a})",
     14: "B(std::isfinite({a}))", 15: "B({a} == 0.0f)", 16: "std::round({a})",
     17: "std::nearbyint({a})", 18: "std::sin({a})", 19: "std::cos({a})", 20: "std::exp2({a})",
-    21: "std::cbrt({a})",
+    21: "std::cbrt({a})", 22: "PowHalf({a})", 23: "PowMinusHalf({a})",
     32: "{a} + {b}", 33: "{a} - {b}", 34: "{a} * {b}", 35: "{a} / {b}", 36: "Max({a}, {b})",
     37: "Min({a}, {b})", 38: "std::pow({a}, {b})", 39: "B({a} > {b})", 40: "B({a} >= {b})",
     41: "B({a} < {b})", 42: "B({a} <= {b})", 43: "B({a} == {b})", 44: "B({a} != {b})",
@@ -89,6 +99,8 @@ namespace {
 inline float Max(float a, float b) { return (a != a || a > b) ? a : b; }
 inline float Min(float a, float b) { return (a != a || a < b) ? a : b; }
 inline float B(bool x) { return x ? 1.0f : 0.0f; }
+inline float PowHalf(float a) { return a == -INFINITY ? INFINITY : std::sqrt(a + 0.0f); }
+inline float PowMinusHalf(float a) { return 1.0f / PowHalf(a); }
 }  // namespace
 
 """
@@ -191,6 +203,7 @@ class _Program:
         self.outputs: list[_Val] = []
         self.positions: list[int] = []  # where each output goes among the step's outputs
         self.computed: list[bool] = []  # False for an input written out unchanged
+        self.eqns: set[int] = set()  # the equations of the step it computes
         self.code: list[list[Any]] = []  # [opcode, dst, a, b, c] with symbolic registers
         self.reg: dict[int, tuple[str, int]] = {}
         self._temps = 0
@@ -229,6 +242,17 @@ class _Program:
                 r = ins[0]
         elif name == "integer_pow":
             r = self._integer_pow(ins[0], int(e.eqn.params["y"]))
+        elif name == "pow" and e.ins[1].literal and float(np.asarray(e.ins[1].const)) in _POW_LITERALS:
+            # A constant exponent that needs no libm call (Adafactor's v ** -0.5, for one).
+            y = float(np.asarray(e.ins[1].const))
+            if y == 1.0:
+                r = ins[0]
+            elif y == 2.0:
+                r = self.emit(_MUL, ins[0], ins[0])
+            elif y == -1.0:
+                r = self.emit(_DIV, self.const(1.0), ins[0])
+            else:
+                r = self.emit(_POW_HALF if y == 0.5 else _POW_MINUS_HALF, ins[0])
         elif name == "square":
             r = self.emit(_MUL, ins[0], ins[0])
         elif name == "round":
@@ -294,6 +318,9 @@ class _Program:
         return tuple(header + [number(r) for r in out_regs] + code), n_temps
 
 
+_POW_LITERALS = (0.5, -0.5, 1.0, 2.0, -1.0)
+
+
 def loop_source(code: tuple[int, ...]) -> str:
     """C++ for one encoded program: a loop that keeps every intermediate in registers.
 
@@ -345,8 +372,6 @@ class _Plan:
     xla: list[_Eqn]
     programs: list[_Program]
     aliases: dict[int, int]  # output position -> input position it may overwrite
-    duplicated: int = 0  # elementwise equations XLA also evaluates
-    encoded: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: dict[int, int]) -> _Plan | None:
@@ -382,8 +407,6 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
         all_positions.setdefault(id(x), []).append(pos)
     input_position = {id(x): k for k, x in enumerate(invals)}
     programs: list[_Program] = []
-    fused_outputs: set[int] = set()
-    kernel_eqns: set[int] = set()
     for root, ks in members.items():
         inside = {id(eqns[k].outs[0]) for k in ks}
         external = [x for k in ks for x in eqns[k].ins if x.shape != () and id(x) not in inside]
@@ -403,6 +426,8 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
         program = _Program()
         for k in reversed(chosen):
             program.add(eqns[k])
+        if not _FUSE_LIBM and any(ins[0] in _LIBM for ins in program.code):
+            continue
         placed = [(out_position[id(x)], x, True) for x in outputs]
         # An input the step returns as another output (optimistic gradient descent keeps
         # this step's gradient, for example) is written out by the same pass, instead of by
@@ -416,28 +441,36 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
         program.positions = [t[0] for t in placed]
         program.outputs = [t[1] for t in placed]
         program.computed = [t[2] for t in placed]
+        program.eqns = set(chosen)
         programs.append(program)
-        fused_outputs.update(id(x) for x in outputs)
-        kernel_eqns.update(chosen)
+
+    def xla_part(programs: list[_Program]) -> set[int]:
+        # XLA evaluates whatever the outputs and the programs' scalars need, except the
+        # programs' own outputs.
+        fused = {id(x) for p in programs for x, computed in zip(p.outputs, p.computed) if computed}
+        seeds = [x for x in outvals if id(x) not in fused]
+        seeds += [x for p in programs for x in p.scalars]
+        needed: set[int] = set()
+        stack = [producer[id(x)] for x in seeds if id(x) in producer]
+        stack += [k for k, e in enumerate(eqns) if e.eqn.effects]  # callbacks and the like
+        while stack:
+            k = stack.pop()
+            if k in needed:
+                continue
+            needed.add(k)
+            stack.extend(producer[id(x)] for x in eqns[k].ins if id(x) in producer)
+        return needed
+
+    # Where XLA needs a value a program computes (LAMB's norm of the update, Adafactor's
+    # clipping), it would compute that part twice: measured slower than leaving the whole
+    # component to XLA on a many-leaf tree, so such a component is not fused.
+    needed = xla_part(programs)
+    while any(p.eqns & needed for p in programs):
+        programs = [p for p in programs if not p.eqns & needed]
+        needed = xla_part(programs)
     if not programs:
         return None
-
-    # XLA evaluates whatever the outputs and the programs' scalars need, except the fused
-    # outputs themselves.
-    seeds = [x for x in outvals if id(x) not in fused_outputs]
-    seeds += [x for p in programs for x in p.scalars]
-    needed: set[int] = set()
-    stack = [producer[id(x)] for x in seeds if id(x) in producer]
-    stack += [k for k, e in enumerate(eqns) if e.eqn.effects]  # callbacks and the like
-    while stack:
-        k = stack.pop()
-        if k in needed:
-            continue
-        needed.add(k)
-        stack.extend(producer[id(x)] for x in eqns[k].ins if id(x) in producer)
-    xla = [eqns[k] for k in sorted(needed)]
-    duplicated = len(needed & kernel_eqns)
-    return _Plan(invals, outvals, xla, programs, aliases, duplicated)
+    return _Plan(invals, outvals, [eqns[k] for k in sorted(needed)], programs, aliases)
 
 
 def _is_array(x: Any) -> bool:

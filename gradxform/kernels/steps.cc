@@ -132,14 +132,15 @@ constexpr int kWidth = 5;
 
 enum Op : int32_t {
   kCopy = 0, kNeg, kAbs, kSign, kSqrt, kRsqrt, kExp, kLog, kLog1p, kExpm1, kTanh, kLogistic,
-  kFloor, kCeil, kIsFinite, kNot, kRoundAway, kRoundEven, kSin, kCos, kExp2, kCbrt,
+  kFloor, kCeil, kIsFinite, kNot, kRoundAway, kRoundEven, kSin, kCos, kExp2, kCbrt, kPowHalf,
+  kPowMinusHalf,
   kAdd = 32, kSub, kMul, kDiv, kMax, kMin, kPow, kGt, kGe, kLt, kLe, kEq, kNe, kAnd, kOr,
   kAtan2, kRem, kXor,
   kSelect = 64, kClamp,
 };
 
 int Arity(int32_t op) {
-  if (op >= kCopy && op <= kCbrt) return 1;
+  if (op >= kCopy && op <= kPowMinusHalf) return 1;
   if (op >= kAdd && op <= kXor) return 2;
   if (op == kSelect || op == kClamp) return 3;
   return 0;  // unknown
@@ -149,6 +150,9 @@ int Arity(int32_t op) {
 inline float Max(float a, float b) { return (a != a || a > b) ? a : b; }
 inline float Min(float a, float b) { return (a != a || a < b) ? a : b; }
 inline float B(bool x) { return x ? 1.0f : 0.0f; }
+// pow(a, 0.5) and pow(a, -0.5) through sqrt, with pow's results at -0 and -inf.
+inline float PowHalf(float a) { return a == -INFINITY ? INFINITY : std::sqrt(a + 0.0f); }
+inline float PowMinusHalf(float a) { return 1.0f / PowHalf(a); }
 
 __attribute__((noinline)) void Exec(int32_t op, float* __restrict__ d, const float* __restrict__ a,
                                     const float* __restrict__ b, const float* __restrict__ c,
@@ -179,6 +183,8 @@ __attribute__((noinline)) void Exec(int32_t op, float* __restrict__ d, const flo
     case kCos: GX_LOOP(std::cos(a[i]));
     case kExp2: GX_LOOP(std::exp2(a[i]));
     case kCbrt: GX_LOOP(std::cbrt(a[i]));
+    case kPowHalf: GX_LOOP(PowHalf(a[i]));
+    case kPowMinusHalf: GX_LOOP(PowMinusHalf(a[i]));
     case kAdd: GX_LOOP(a[i] + b[i]);
     case kSub: GX_LOOP(a[i] - b[i]);
     case kMul: GX_LOOP(a[i] * b[i]);

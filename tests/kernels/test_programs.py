@@ -84,8 +84,7 @@ OPTIMIZERS = {
     "sgd": (lambda: gx.sgd(1e-2), 1e-6),
     "adamw-mask": (lambda: gx.adamw(1e-2, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)), 1e-5),
     "adam-clip": (lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-2)), 1e-5),
-    "lars": (lambda: gx.lars(1e-2), 1e-5),
-    "lamb": (lambda: gx.lamb(1e-2), 1e-5),
+    "fromage": (lambda: gx.fromage(1e-2), 1e-5),
     "sm3": (lambda: gx.sm3(1e-2), 1e-5),
     "ftrl": (lambda: gx.ftrl(1e-2), 1e-5),
     "schedule_free_adamw": (lambda: gx.schedule_free_adamw(1e-2), 1e-5),
@@ -153,7 +152,16 @@ def _custom(fn):
     return gx.GradientTransformation(lambda params: (), update)
 
 
-def test_every_interpreter_operation_matches_xla_including_nan_and_inf():
+@pytest.fixture
+def fuse_libm(monkeypatch):
+    # By default a program that needs a libm call per element is left to XLA (it would be
+    # slower); these tests check those operations anyway.
+    from gradxform.kernels import _program
+
+    monkeypatch.setattr(_program, "_FUSE_LIBM", True)
+
+
+def test_every_interpreter_operation_matches_xla_including_nan_and_inf(fuse_libm):
     params = _tree([(1100,), (7,)], seed=3)
     grads = _grads(params, 0)
     special = jnp.array([jnp.nan, jnp.inf, -jnp.inf, 0.0, -0.0, 1e-30, -1e30], jnp.float32)
@@ -164,6 +172,34 @@ def test_every_interpreter_operation_matches_xla_including_nan_and_inf():
     got = jax.jit(_fused(tx))(params, state, grads)
     want = jax.jit(_plain(tx))(params, state, grads)
     assert_trees_close(got, want, rtol=2e-5, atol=2e-5)  # libm and XLA's polynomials differ in the last bits
+
+
+def test_a_component_whose_values_xla_needs_stays_with_xla():
+    # LAMB's and LARS's trust ratios are norms of the update: fusing the update would make
+    # XLA compute it a second time for the norm.
+    tx = gx.chain(gx.lamb(1e-2), gx.lars(1e-2))
+    params = _tree([(100,), (4, 5)])
+    assert PROGRAM not in _compiled(_fused(tx), params, tx.init(params), params)
+
+
+def test_steps_that_need_libm_per_element_stay_with_xla():
+    tx = _custom(lambda g, p: -0.1 * jnp.tanh(g))
+    params = _tree([(100,)])
+    assert PROGRAM not in _compiled(_fused(tx), params, tx.init(params), params)
+
+
+@pytest.mark.parametrize("exponent", [0.5, -0.5, 2.0, -1.0, 1.0])
+def test_constant_exponents_are_fused_with_pows_edge_cases(exponent):
+    tx = _custom(lambda g, p: g**exponent - p)
+    params = {"w": jnp.ones(9, jnp.float32)}
+    grads = {"w": jnp.array([-0.0, 0.0, -jnp.inf, jnp.inf, jnp.nan, -2.0, 3.0, 1e-30, 7e20], jnp.float32)}
+    assert PROGRAM in _compiled(_fused(tx), params, tx.init(params), grads)
+    got = np.asarray(jax.jit(_fused(tx))(params, (), grads)[0]["w"])
+    want = np.asarray(jax.jit(_plain(tx))(params, (), grads)[0]["w"])
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    number = ~np.isnan(want)  # a NaN's sign bit means nothing
+    np.testing.assert_array_equal(np.signbit(got[number]), np.signbit(want[number]))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_nan_propagates_through_max_and_min_as_in_xla():
@@ -177,9 +213,9 @@ def test_nan_propagates_through_max_and_min_as_in_xla():
 
 
 def test_leaves_with_the_same_program_share_calls_and_per_leaf_scalars_stay_per_leaf():
-    # LARS scales each leaf by its own trust ratio (a per-leaf scalar computed by XLA).
+    # Fromage scales each leaf by its own norm ratio (a per-leaf scalar computed by XLA).
     params = _tree([(50,)] * 40 + [(3, 4)] * 3)
-    tx = gx.lars(1e-2)
+    tx = gx.fromage(1e-2)
     text = _compiled(_fused(tx), params, tx.init(params), params)
     entry = text[text.index("ENTRY") :]
     # 43 leaves with one program: two calls of at most 32 leaves.
@@ -303,11 +339,12 @@ def test_the_interpreter_runs_programs_without_a_compiled_loop():
         "import jax, jax.numpy as jnp, numpy as np, gradxform as gx\n"
         "import sys; sys.path.insert(0, 'tests/kernels'); sys.path.insert(0, 'tests')\n"
         "import test_programs as t\n"
-        "from gradxform.kernels import _build\n"
+        "from gradxform.kernels import _build, _program\n"
+        "_program._FUSE_LIBM = True\n"
         "params = t._tree([(1300,), (24, 5), (1,)], seed=3)\n"
         "grads = t._grads(params, 0)\n"
         "grads['w2'] = jnp.array([jnp.nan], jnp.float32)\n"
-        "for tx in (t._custom(t._every_operation), gx.radam(1e-2), gx.lars(1e-2)):\n"
+        "for tx in (t._custom(t._every_operation), gx.radam(1e-2), gx.fromage(1e-2)):\n"
         "    s = tx.init(params)\n"
         "    text = jax.jit(t._fused(tx)).lower(params, s, grads).compile().as_text()\n"
         "    assert t.PROGRAM in text\n"
