@@ -406,15 +406,27 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
         out_position.setdefault(id(x), pos)
         all_positions.setdefault(id(x), []).append(pos)
     input_position = {id(x): k for k, x in enumerate(invals)}
-    programs: list[_Program] = []
-    for root, ks in members.items():
+
+    def build(ks: list[int], owned: set[int]) -> _Program | None:
+        """The program of one component, or None where the component is better left to XLA.
+
+        The step's outputs that XLA computes (``owned``: it needs them itself) are inputs of
+        the program, not results; other values of the component the program recomputes.
+        """
+        cut = {id(eqns[k].outs[0]) for k in ks if k in owned and id(eqns[k].outs[0]) in out_position}
+        ks = [k for k in ks if id(eqns[k].outs[0]) not in cut]
         inside = {id(eqns[k].outs[0]) for k in ks}
         external = [x for k in ks for x in eqns[k].ins if x.shape != () and id(x) not in inside]
-        if any(id(x) not in input_ids or x.dtype != _F32 for x in external):
-            continue  # its inputs would have to be materialized first: leave it to XLA
+        for x in external:
+            if x.dtype != _F32:
+                return None
+            # Arguments of the step, or outputs XLA writes anyway; anything else would have
+            # to be materialized first.
+            if id(x) not in input_ids and id(x) not in cut:
+                return None
         outputs = [eqns[k].outs[0] for k in ks if id(eqns[k].outs[0]) in out_position]
         if not outputs or any(x.dtype != _F32 for x in outputs):
-            continue
+            return None
         # Only the equations the outputs need, in order.
         need = {id(x) for x in outputs}
         chosen = []
@@ -427,12 +439,12 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
         for k in reversed(chosen):
             program.add(eqns[k])
         if not _FUSE_LIBM and any(ins[0] in _LIBM for ins in program.code):
-            continue
+            return None
         placed = [(out_position[id(x)], x, True) for x in outputs]
         # An input the step returns as another output (optimistic gradient descent keeps
         # this step's gradient, for example) is written out by the same pass, instead of by
         # a copy of its own.
-        for x in {id(x): x for x in external}.values():
+        for x in {id(x): x for x in external if id(x) in input_position}.values():
             for pos in all_positions.get(id(x), []):
                 if aliases.get(pos) != input_position[id(x)]:
                     program.ref(x)
@@ -442,7 +454,7 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
         program.outputs = [t[1] for t in placed]
         program.computed = [t[2] for t in placed]
         program.eqns = set(chosen)
-        programs.append(program)
+        return program
 
     def xla_part(programs: list[_Program]) -> set[int]:
         # XLA evaluates whatever the outputs and the programs' scalars need, except the
@@ -461,12 +473,22 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
             stack.extend(producer[id(x)] for x in eqns[k].ins if id(x) in producer)
         return needed
 
-    # Where XLA needs a value a program computes (LAMB's norm of the update, Adafactor's
-    # clipping), it would compute that part twice: measured slower than leaving the whole
-    # component to XLA on a many-leaf tree, so such a component is not fused.
+    # Where XLA needs a result of a program (Prodigy's gradient sum, whose norm is the
+    # distance estimate's denominator; LAMB's moments, behind its norm of the update), XLA
+    # computes that output itself and the program reads it: a program that wrote it too
+    # would have XLA compute it a second time (measured slower than the plain composition
+    # for LAMB on a many-leaf tree). Cheap intermediates both need are computed by both.
+    components = list(members.values())
+    owned: set[int] = set()
+
+    def clash(programs: list[_Program], needed: set[int]) -> bool:
+        return any(producer[id(x)] in needed for p in programs for x, c in zip(p.outputs, p.computed) if c)
+
+    programs = [p for ks in components if (p := build(ks, owned)) is not None]
     needed = xla_part(programs)
-    while any(p.eqns & needed for p in programs):
-        programs = [p for p in programs if not p.eqns & needed]
+    while clash(programs, needed):
+        owned |= needed
+        programs = [p for ks in components if (p := build(ks, owned)) is not None]
         needed = xla_part(programs)
     if not programs:
         return None

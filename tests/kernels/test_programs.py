@@ -85,6 +85,8 @@ OPTIMIZERS = {
     "adamw-mask": (lambda: gx.adamw(1e-2, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)), 1e-5),
     "adam-clip": (lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-2)), 1e-5),
     "fromage": (lambda: gx.fromage(1e-2), 1e-5),
+    "lamb": (lambda: gx.lamb(1e-2), 1e-5),
+    "prodigy": (lambda: gx.prodigy(), 1e-4),
     "sm3": (lambda: gx.sm3(1e-2), 1e-5),
     "ftrl": (lambda: gx.ftrl(1e-2), 1e-5),
     "schedule_free_adamw": (lambda: gx.schedule_free_adamw(1e-2), 1e-5),
@@ -174,12 +176,29 @@ def test_every_interpreter_operation_matches_xla_including_nan_and_inf(fuse_libm
     assert_trees_close(got, want, rtol=2e-5, atol=2e-5)  # libm and XLA's polynomials differ in the last bits
 
 
-def test_a_component_whose_values_xla_needs_stays_with_xla():
-    # LAMB's and LARS's trust ratios are norms of the update: fusing the update would make
-    # XLA compute it a second time for the norm.
-    tx = gx.chain(gx.lamb(1e-2), gx.lars(1e-2))
-    params = _tree([(100,), (4, 5)])
-    assert PROGRAM not in _compiled(_fused(tx), params, tx.init(params), params)
+def _program_results(text):
+    """How many arrays each program call in a compiled step returns."""
+    lines = [line for line in text.splitlines() if f'custom_call_target="{PROGRAM}"' in line]
+    return [line.split("custom-call(")[0].count("f32[") for line in lines]
+
+
+@pytest.mark.parametrize(
+    "make, results",
+    [(lambda: gx.lamb(1e-2), 1), (lambda: gx.prodigy(), 3)],
+    ids=["lamb", "prodigy"],
+)
+def test_outputs_xla_needs_are_computed_by_xla_and_read_by_the_program(make, results):
+    # LAMB's trust ratio is a norm of the update, made from the new moments; Prodigy's
+    # distance estimate divides by the norm of the new gradient sum. XLA computes those
+    # outputs; the program reads them and writes the rest (LAMB: the parameters; Prodigy:
+    # the parameters and both moments), so nothing is computed twice into memory.
+    tx = make()
+    params = {"w": _tree([(100,)])["w0"]}
+    text = _compiled(_fused(tx), params, tx.init(params), params)
+    assert _program_results(text) == [results]
+    got = _run(jax.jit(_fused(tx)), tx, params, 10)
+    want = _run(jax.jit(_plain(tx)), tx, params, 10)
+    assert_trees_close(got, want, rtol=1e-5, atol=1e-7)
 
 
 def test_steps_that_need_libm_per_element_stay_with_xla():
