@@ -21,35 +21,14 @@ import pytest
 
 import gradxform as gx
 from harness import assert_trees_close
+from stepping import compiled as _hlo
+from stepping import fused_step as _kernel_step
+from stepping import grads as _grads
+from stepping import plain_step as _plain_step
+from stepping import tree as _tree
 
 KERNEL = "gradxform_adam_step"
 ANY_KERNEL = "gradxform_"
-
-
-def _tree(sizes, seed=0):
-    rng = np.random.default_rng(seed)
-    return {f"w{i:03d}": jnp.asarray(rng.standard_normal(s), jnp.float32) for i, s in enumerate(sizes)}
-
-
-def _grads(params, step):
-    rng = np.random.default_rng(1000 + step)
-    return jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape), x.dtype), params)
-
-
-def _plain_step(tx):
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
-        return gx.apply_updates(p, u), s
-
-    return step
-
-
-def _kernel_step(tx):
-    return lambda p, s, g: gx.update_and_apply(tx, g, s, p)
-
-
-def _hlo(fn, *args):
-    return jax.jit(fn).lower(*args).compile().as_text()
 
 
 @functools.lru_cache(maxsize=8)
@@ -234,8 +213,9 @@ def test_kernel_on_sharded_parameters():
     _close(got, want)
 
 
-def test_kernel_under_vmap():
-    tx = gx.adam(1e-2)
+@pytest.mark.parametrize("make", [lambda: gx.adam(1e-2), lambda: gx.yogi(1e-2)], ids=["hand-written", "program"])
+def test_kernel_under_vmap(make):
+    tx = make()
     params = {"w": jnp.asarray(np.random.default_rng(0).standard_normal((3, 20)), jnp.float32)}
     grads = _grads(params, 0)
     init = jax.vmap(tx.init)
