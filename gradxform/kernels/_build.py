@@ -113,6 +113,7 @@ def _compile(cxx: str, stem: str, source: str, flags: list[str], version: str) -
     library = folder / f"{stem}-{key}.so"
     if library.exists():
         return library, ""
+    partial = source_file = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(suffix=".so", dir=folder)
@@ -120,17 +121,18 @@ def _compile(cxx: str, stem: str, source: str, flags: list[str], version: str) -
         fd, source_file = tempfile.mkstemp(suffix=".cc", dir=folder)
         with os.fdopen(fd, "w") as f:
             f.write(source)
-        try:
-            command = [cxx, *_FLAGS, *flags, source_file, "-o", partial]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        finally:
-            os.unlink(source_file)
+        command = [cxx, *_FLAGS, *flags, source_file, "-o", partial]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
-            os.unlink(partial)
             return None, f"compiling {stem} failed: {done.stderr.strip()[-2000:]}"
         os.replace(partial, library)
+        partial = None
     except (OSError, subprocess.SubprocessError) as e:
         return None, f"could not build {stem} in {folder}: {e}"
+    finally:
+        for leftover in (partial, source_file):  # a failed or interrupted build leaves nothing
+            if leftover is not None and os.path.exists(leftover):
+                os.unlink(leftover)
     return library, ""
 
 

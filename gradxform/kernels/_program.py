@@ -207,6 +207,7 @@ class _Program:
         self.code: list[list[Any]] = []  # [opcode, dst, a, b, c] with symbolic registers
         self.reg: dict[int, tuple[str, int]] = {}
         self._temps = 0
+        self._keep: list[_Val] = []  # values made here: their ids key ``reg`` while they live
 
     def ref(self, x: _Val) -> tuple[str, int]:
         if id(x) in self.reg:
@@ -224,7 +225,9 @@ class _Program:
         return r
 
     def const(self, value: float) -> tuple[str, int]:
-        return self.ref(_Val(jax.core.ShapedArray((), jnp.float32), const=np.float32(value), literal=True))
+        x = _Val(jax.core.ShapedArray((), jnp.float32), const=np.float32(value), literal=True)
+        self._keep.append(x)
+        return self.ref(x)
 
     def emit(self, op: int, *args: tuple[str, int]) -> tuple[str, int]:
         dst = ("t", self._temps)
@@ -360,8 +363,8 @@ def loop_source(code: tuple[int, ...]) -> str:
 
 
 def _scalar_key(x: _Val) -> Any:
-    if x.literal:
-        return ("literal", float(np.asarray(x.const)))
+    if x.literal:  # by bits, so that -0.0 and 0.0 stay apart and equal NaNs are shared
+        return ("literal", int(np.asarray(x.const, np.float32).view(np.uint32)))
     return ("value", id(x))
 
 
@@ -438,6 +441,8 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
         program = _Program()
         for k in reversed(chosen):
             program.add(eqns[k])
+        if not program.inputs:  # a constant fill: nothing to read, nothing to fuse
+            return None
         if not _FUSE_LIBM and any(ins[0] in _LIBM for ins in program.code):
             return None
         placed = [(out_position[id(x)], x, True) for x in outputs]
@@ -532,6 +537,8 @@ def program_step(
         return leaves_out
 
     closed = jax.make_jaxpr(step)(*in_leaves)
+    if any(type(c).__name__ in ("JVPTracer", "LinearizeTracer") for c in closed.consts):
+        return None  # differentiated through a value ``tx`` closes over: no kernel derivative
     invals = [_Val(v.aval) for v in closed.jaxpr.invars]
     eqns: list[_Eqn] = []
     outvals = _flatten(closed.jaxpr, list(closed.consts), invals, eqns)
@@ -606,7 +613,7 @@ def _run(plan: _Plan, args: list[Any]) -> list[Any]:
                     target = plan.aliases.get(p.positions[j])
                     for jj, x in enumerate(p.inputs):
                         operand = 2 + jj * n + i
-                        if position.get(id(x)) == target and operand not in taken:
+                        if target is not None and position.get(id(x)) == target and operand not in taken:
                             alias_map[operand] = j * n + i
                             taken.add(operand)
                             break

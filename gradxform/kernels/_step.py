@@ -146,6 +146,8 @@ class _Kernel(NamedTuple):
       slots: how many such arrays each parameter has.
       applies: whether the factory's arguments give the kernel's arithmetic.
       scalars: the kernel's scalar operand, from the state after the step and the arguments.
+      needs: the hyperparameters ``scalars`` reads from the state (a value given as a tracer
+        when the optimizer was built is a constant of the step instead, not state).
     """
 
     target: str
@@ -153,6 +155,7 @@ class _Kernel(NamedTuple):
     slots: int
     applies: Callable[[dict[str, Any]], bool]
     scalars: Callable[[HyperparamsState, dict[str, Any]], list[jax.Array]]
+    needs: tuple[str, ...]
 
 
 def _adam_scalars(after: HyperparamsState, args: dict[str, Any]) -> list[jax.Array]:
@@ -173,6 +176,7 @@ _ADAM = _Kernel(
     2,
     lambda a: not a.get("nesterov") and a.get("mask") is None and _f32_or_default(a, "mu_dtype", "nu_dtype"),
     _adam_scalars,
+    ("learning_rate", "b1", "b2", "eps", "eps_root"),
 )
 _KERNELS: dict[str, _Kernel] = {
     "adam": _ADAM,
@@ -183,6 +187,7 @@ _KERNELS: dict[str, _Kernel] = {
         1,
         lambda a: a.get("momentum") is not None and _f32_or_default(a, "accumulator_dtype"),
         _sgd_scalars,
+        ("learning_rate", "momentum"),
     ),
 }
 
@@ -195,6 +200,8 @@ def _kernel_step(
     kern = _KERNELS.get(spec.name) if spec is not None else None
     if kern is None or not isinstance(state, HyperparamsState) or not kern.applies(spec.args):
         return None
+    if not all(name in state.hyperparams for name in kern.needs):
+        return None  # the generic programs take the step
     nodes = find_states(state.inner_state, kern.node)
     if len(nodes) != kern.slots:
         return None
@@ -219,6 +226,9 @@ def _kernel_step(
         shadow = _with_nodes(state, kern.node, [nothing] * kern.slots)
         _, after = call_update(tx, nothing, shadow, nothing, extra)
         scalars = jnp.stack(kern.scalars(after, spec.args)).astype(jnp.float32)
+        if _differentiated(scalars):  # through a hyperparameter ``tx`` closes over
+            updates, new_state = call_update(tx, grads, state, params, extra)
+            return apply_updates(params, updates), new_state
         # Every array a call updates (the parameters, then each state slot) is a result that
         # overwrites its operand; the gradients (operand column 1) are only read.
         updated = [0, *range(2, 2 + kern.slots)]

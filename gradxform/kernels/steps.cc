@@ -222,7 +222,9 @@ struct Program {
   std::string Parse(const int32_t* p, int64_t size) {
     if (size < kHeader) return "program shorter than its header";
     n_in = p[0], n_out = p[1], n_scalars = p[2], n_temps = p[3], n_code = p[4];
-    if (n_in < 1 || n_out < 1 || n_scalars < 0 || n_temps < 0 || n_code < 0) {
+    constexpr int32_t kMax = 1 << 20;
+    if (n_in < 1 || n_out < 1 || n_scalars < 0 || n_temps < 0 || n_code < 0 || n_in > kMax ||
+        n_out > kMax || n_scalars > kMax || n_temps > kMax || n_code > kMax) {
       return "bad program header";
     }
     if (size != kHeader + n_out + int64_t{n_code} * kWidth) return "program size does not match its header";
@@ -250,6 +252,7 @@ struct Program {
 // A thread's working memory: the program's scalar and temporary blocks, and its registers.
 struct Scratch {
   std::vector<float> blocks;
+  std::vector<float> staged;  // outputs that are inputs, copied before any output is written
   std::vector<const float*> reg;
 };
 
@@ -304,6 +307,7 @@ struct ProgramBody : Body {
     const Program& p = program;
     scratch.blocks.resize(static_cast<size_t>(p.n_scalars + p.n_temps) * kBlock);
     scratch.reg.resize(p.registers());
+    scratch.staged.resize(static_cast<size_t>(p.n_out) * kBlock);
     float* blocks = scratch.blocks.data();
     const float** reg = scratch.reg.data();
     const float* s = scalars + leaf * scalar_stride;
@@ -324,9 +328,19 @@ struct ProgramBody : Body {
         Exec(ins[0], const_cast<float*>(reg[ins[1]]), reg[ins[2]], reg[ins[3]], reg[ins[4]], n);
       }
       // Results are written only after every operand of this block has been read, so a
-      // result aliased to an operand is safe; memmove allows a result that is an operand.
+      // result aliased to an operand is safe. A result that is an input itself is copied
+      // aside first, since another result may be aliased to that input.
       for (int32_t k = 0; k < p.n_out; ++k) {
-        std::memmove(out[k] + at, reg[p.outputs[k]], sizeof(float) * n);
+        if (p.outputs[k] < p.n_in) {
+          float* aside = scratch.staged.data() + static_cast<int64_t>(k) * kBlock;
+          std::memcpy(aside, reg[p.outputs[k]], sizeof(float) * n);
+        }
+      }
+      for (int32_t k = 0; k < p.n_out; ++k) {
+        const float* from = p.outputs[k] < p.n_in
+                                ? scratch.staged.data() + static_cast<int64_t>(k) * kBlock
+                                : reg[p.outputs[k]];
+        std::memmove(out[k] + at, from, sizeof(float) * n);
       }
     }
   }

@@ -332,7 +332,7 @@ def test_the_interpreter_runs_programs_without_a_compiled_loop():
         "params = t._tree([(1300,), (24, 5), (1,)], seed=3)\n"
         "grads = t._grads(params, 0)\n"
         "grads['w002'] = jnp.array([jnp.nan], jnp.float32)\n"
-        "for tx in (t._custom(t._every_operation), gx.radam(1e-2), gx.fromage(1e-2)):\n"
+        "for tx in (t._custom(t._every_operation), gx.radam(1e-2), gx.fromage(1e-2), t._keeps_previous_params()):\n"
         "    s = tx.init(params)\n"
         "    text = jax.jit(t._fused(tx)).lower(params, s, grads).compile().as_text()\n"
         "    assert t.PROGRAM in text\n"
@@ -344,7 +344,7 @@ def test_the_interpreter_runs_programs_without_a_compiled_loop():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip() == "interpreted 3"
+    assert out.stdout.strip() == "interpreted 4"
 
 
 @pytest.mark.parametrize("make", [lambda: gx.lion(1e-2), lambda: gx.adam(1e-2)], ids=["program", "hand-written"])
@@ -361,3 +361,51 @@ def test_a_differentiated_step_is_the_plain_composition(make):
     got = jax.jit(jax.grad(lambda p: loss(p, _fused(tx))))(params)
     want = jax.jit(jax.grad(lambda p: loss(p, _plain(tx))))(params)
     _assert_identical(got, want)
+
+
+def _keeps_previous_params():
+    """A step whose state is the parameters before it: the new state is an input passed
+    through, while the new parameters overwrite that same input in place."""
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda g: -0.1 * g, updates), params
+
+    return gx.GradientTransformation(lambda params: jax.tree.map(jnp.zeros_like, params), update)
+
+
+def test_a_passed_through_input_is_read_before_it_is_overwritten():
+    tx = _keeps_previous_params()
+    params = _tree([(1300,), (3,)])
+    state = tx.init(params)
+    grads = _grads(params, 0)
+    assert PROGRAM in _compiled(_fused(tx), params, state, grads)
+    new_params, kept = jax.jit(_fused(tx), donate_argnums=(0, 1))(jax.tree.map(jnp.copy, params), state, grads)
+    _assert_identical(kept, params)
+    assert_trees_close(new_params, jax.tree.map(lambda p, g: p - 0.1 * g, params, grads), rtol=1e-6, atol=1e-7)
+
+
+def test_a_state_filled_with_a_constant_is_left_to_xla():
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda g: -0.1 * g, updates), jax.tree.map(lambda s: jnp.full_like(s, 2.0), state)
+
+    tx = gx.GradientTransformation(lambda params: jax.tree.map(jnp.zeros_like, params), update)
+    params = _tree([(40,), (2, 3)])
+    state = tx.init(params)
+    grads = _grads(params, 0)
+    got = jax.jit(_fused(tx))(params, state, grads)
+    want = jax.jit(_plain(tx))(params, state, grads)
+    assert_trees_close(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("make", [gx.lion, gx.adam], ids=["program", "hand-written"])
+def test_differentiating_through_a_hyperparameter_the_optimizer_closes_over(make):
+    params = _tree([(6,), (2, 3)])
+
+    def loss(lr, step_of):
+        tx = make(lr)
+        new_p, _ = jax.jit(step_of(tx))(params, tx.init(params), jax.tree.map(lambda x: 0.5 * x, params))
+        return sum(jnp.sum(x**2) for x in jax.tree.leaves(new_p))
+
+    got = jax.jit(jax.grad(lambda lr: loss(lr, _fused)))(jnp.float32(0.1))
+    want = jax.jit(jax.grad(lambda lr: loss(lr, _plain)))(jnp.float32(0.1))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
