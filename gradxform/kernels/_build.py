@@ -9,7 +9,7 @@ into place, so neither reads a half-written library. Where no compiler works, th
 kept and every caller falls back to the plain XLA composition.
 
 Each generated program's loop (see ``_program.py``) is built the same way, without jaxlib's
-headers (about 0.3 s), and registered with the program kernel by the program's int32s. A
+headers (about 0.4 s), and registered with the program kernel by the program's int32s. A
 program without a registered loop (``$GRADXFORM_INTERPRET_PROGRAMS`` set, or a compile
 error) is interpreted by the kernel instead, with the same arithmetic.
 """
