@@ -500,6 +500,20 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
     return _Plan(invals, outvals, [eqns[k] for k in sorted(needed)], programs, aliases)
 
 
+def plain_step(
+    tx: GradientTransformation, grads: Updates, state: State, params: Params, extra: dict[str, Any]
+) -> tuple[Params, State]:
+    """The composition every kernel path stands for: ``tx.update`` then `apply_updates`."""
+    updates, new_state = call_update(tx, grads, state, params, extra)
+    return apply_updates(params, updates), new_state
+
+
+def differentiated(*trees: Any) -> bool:
+    """Whether any leaf of ``trees`` is being differentiated (the kernels have no derivative,
+    so such a step is the plain composition, whose derivative is ``tx.update``'s)."""
+    return any(type(x).__name__ in ("JVPTracer", "LinearizeTracer") for x in jax.tree.leaves(trees))
+
+
 def _is_array(x: Any) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, jax.core.Tracer))
 
@@ -530,14 +544,13 @@ def program_step(
         xs = list(extra_leaves)
         for k, x in zip(dynamic, dyn):
             xs[k] = x
-        updates, new_state = call_update(tx, g, s, p, jax.tree.unflatten(extra_def, xs))
-        out = (apply_updates(p, updates), new_state)
+        out = plain_step(tx, g, s, p, jax.tree.unflatten(extra_def, xs))
         leaves_out, treedef = jax.tree.flatten(out)
-        out_def.extend([treedef, jax.tree.structure(out[0]), jax.tree.structure(new_state)])
+        out_def.extend([treedef, jax.tree.structure(out[0]), jax.tree.structure(out[1])])
         return leaves_out
 
     closed = jax.make_jaxpr(step)(*in_leaves)
-    if any(type(c).__name__ in ("JVPTracer", "LinearizeTracer") for c in closed.consts):
+    if differentiated(closed.consts):
         return None  # differentiated through a value ``tx`` closes over: no kernel derivative
     invals = [_Val(v.aval) for v in closed.jaxpr.invars]
     eqns: list[_Eqn] = []

@@ -14,14 +14,13 @@ from gradxform.core import (
     Params,
     State,
     Updates,
-    apply_updates,
     call_update,
     find_states,
     is_transformation,
 )
 from gradxform.kernels._build import ADAM_STEP, SGD_STEP, kernel_status
 from gradxform.kernels._program import LEAVES_PER_CALL as _LEAVES_PER_CALL
-from gradxform.kernels._program import program_step
+from gradxform.kernels._program import differentiated, plain_step, program_step
 from gradxform.primitives.moments import CountState, EmaState, TraceState, debias
 
 
@@ -95,11 +94,10 @@ def update_and_apply(
         )
 
     def plain() -> tuple[Params, State]:
-        updates, new_state = call_update(tx, grads, state, params, extra)
-        return apply_updates(params, updates), new_state
+        return plain_step(tx, grads, state, params, extra)
 
     fused = None
-    if kernel and not _differentiated(grads, state, params, extra) and not kernel_status():
+    if kernel and not differentiated(grads, state, params, extra) and not kernel_status():
         fused = _kernel_step(tx, grads, state, params, extra) or program_step(tx, grads, state, params, extra)
     if fused is None:
         return plain()
@@ -107,12 +105,6 @@ def update_and_apply(
         return fused()
     # With an accelerator present, the step may be placed on either: let lowering choose.
     return jax.lax.platform_dependent(cpu=fused, default=plain)
-
-
-def _differentiated(*trees: Any) -> bool:
-    """Whether the step is being differentiated (the kernels have no derivative, so the
-    plain composition is used: its derivative is the one ``tx.update`` has)."""
-    return any(type(x).__name__ in ("JVPTracer", "LinearizeTracer") for x in jax.tree.leaves(trees))
 
 
 @functools.cache
@@ -215,8 +207,6 @@ def _kernel_step(
     for row in zip(*columns):
         if not all(_is_f32_array(x) and x.shape == row[0].shape for x in row):
             return None
-    if kernel_status():
-        return None
 
     def fused() -> tuple[Params, State]:
         # The scalar part of the state (counts, hyperparameters, schedules) comes from the
@@ -226,9 +216,8 @@ def _kernel_step(
         shadow = _with_nodes(state, kern.node, [nothing] * kern.slots)
         _, after = call_update(tx, nothing, shadow, nothing, extra)
         scalars = jnp.stack(kern.scalars(after, spec.args)).astype(jnp.float32)
-        if _differentiated(scalars):  # through a hyperparameter ``tx`` closes over
-            updates, new_state = call_update(tx, grads, state, params, extra)
-            return apply_updates(params, updates), new_state
+        if differentiated(scalars):  # through a hyperparameter ``tx`` closes over
+            return plain_step(tx, grads, state, params, extra)
         # Every array a call updates (the parameters, then each state slot) is a result that
         # overwrites its operand; the gradients (operand column 1) are only read.
         updated = [0, *range(2, 2 + kern.slots)]
