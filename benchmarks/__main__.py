@@ -61,18 +61,21 @@ def run_row(shape, params, grads, optimizer, variant, option, args, bw):
         gx_params, gx_grads = option.layout(params), option.layout(grads)
     fused = option is None or option.kernel
     cands = [jax_candidate("gx", tx, None if fused else gx.apply_updates, gx_params, gx_grads),
-             jax_candidate("optax", suite.make_optax(optimizer), optax.apply_updates, params, grads)]
+             jax_candidate("optax", suite.make_optax(optimizer), optax.apply_updates, params, grads),
+             jax_candidate("optax again", suite.make_optax(optimizer), optax.apply_updates, params, grads)]
     torch_fn = None if args.no_torch or variant else torch_ref.fused_step(optimizer, params, grads)
     if torch_fn is not None:
         cands.append(timing.Candidate("torch", torch_fn))
     timing.interleave(cands, args.steps, budget_s=args.budget)
-    g, o = cands[0], cands[1]
-    t = cands[2] if len(cands) > 2 else None
+    g, o, again = cands[:3]
+    t = cands[3] if len(cands) > 3 else None
+    interval = timing.ratio_interval(g, o)
     gbs = lambda c: suite.bytes_per_param(optimizer) * n / c.median_s / 1e9
     return {
         "shape": shape, "optimizer": optimizer + (f" [{variant}]" if variant else ""),
         "gx ms": 1e3 * g.median_s, "optax ms": 1e3 * o.median_s, "torch ms": 1e3 * t.median_s if t else math.nan,
-        "gx/optax": timing.paired_ratio(g, o), "gx/torch": timing.paired_ratio(g, t) if t else math.nan,
+        "gx/optax": timing.paired_ratio(g, o), "95% interval": "{:.2f}-{:.2f}".format(*interval),
+        "A/A": timing.paired_ratio(again, o), "verdict": timing.verdict(interval), "gx/torch": timing.paired_ratio(g, t) if t else math.nan,
         "gx GB/s": gbs(g), "gx %bw": 100 * gbs(g) / bw, "optax %bw": 100 * gbs(o) / bw,
         "gx comp s": g.compile_s, "optax comp s": o.compile_s,
         "gx MB": footprint_mb(g), "optax MB": footprint_mb(o),
@@ -81,7 +84,8 @@ def run_row(shape, params, grads, optimizer, variant, option, args, bw):
 
 
 COLUMNS = [("shape", 8, "s"), ("optimizer", 26, "s"), ("gx ms", 8, ".2f"), ("optax ms", 9, ".2f"),
-           ("torch ms", 9, ".2f"), ("gx/optax", 9, ".3f"), ("gx/torch", 9, ".3f"), ("gx GB/s", 8, ".1f"),
+           ("torch ms", 9, ".2f"), ("gx/optax", 9, ".3f"), ("95% interval", 13, ">s"), ("A/A", 6, ".3f"),
+           ("verdict", 8, ">s"), ("gx/torch", 9, ".3f"), ("gx GB/s", 8, ".1f"),
            ("gx %bw", 7, ".0f"), ("optax %bw", 10, ".0f"), ("gx comp s", 10, ".2f"), ("optax comp s", 13, ".2f"),
            ("gx MB", 8, ".0f"), ("optax MB", 9, ".0f"), ("gx B/p", 7, ".2f"), ("optax B/p", 10, ".2f")]
 
@@ -91,7 +95,7 @@ def print_row(row) -> None:
     for key, width, fmt in COLUMNS:
         v = row[key]
         align = "<" if fmt == "s" else ">"
-        cells.append(f"{'-':>{width}}" if isinstance(v, float) and math.isnan(v) else f"{v:{align}{width}{fmt}}")
+        cells.append(f"{'-':>{width}}" if isinstance(v, float) and math.isnan(v) else f"{v:{align}{width}{fmt.lstrip('>')}}")
     print("".join(cells), flush=True)
 
 
@@ -137,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
           f"torch {torch_ref.version() or 'not installed'}")
     print(f"measured in-place streaming bandwidth: {bw:.1f} GB/s")
     print("".join(f"{k:<{w}}" if fmt == "s" else f"{k:>{w}}" for k, w, fmt in COLUMNS))
+    verdicts: dict[str, list[str]] = {"faster": [], "parity": [], "slower": []}
     all_variants = suite.variants()
     chosen = all_variants if args.variants is None else {k: all_variants[k] for k in args.variants if k in all_variants}
     for shape in args.shapes:
@@ -147,7 +152,11 @@ def main(argv: list[str] | None = None) -> None:
                 row = run_row(shape, params, grads, optimizer, variant, option, args, bw)
                 if row is not None:
                     print_row(row)
+                    verdicts[row["verdict"]].append(f"{row['optimizer']} ({shape})")
         del params, grads
+    print("gradxform against Optax (95% interval of the median per-round ratio, A/A: a second copy of Optax's step):")
+    for v, rows in verdicts.items():
+        print(f"  {v}: {len(rows)}" + (f" ({', '.join(rows)})" if rows and v != "faster" else ""))
     if not args.no_many_leaves:
         many_leaves(args)
 

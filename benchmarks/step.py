@@ -6,7 +6,11 @@ size, times the jitted, buffer-donating step of each optimizer below (gradxform'
 a CPU and is ``update`` + ``apply_updates`` otherwise; Optax's ``update`` + ``apply_updates``)
 against Optax's same-named one (from ``optax.contrib`` where it lives there), with the same
 arguments, alternating the two step by step in one process, and prints the median of the
-per-round ratios. Optimizers that need the objective (Polyak's step size, L-BFGS's line
+per-round ratios with a 95% bootstrap interval. A second, separately compiled copy of Optax's
+step runs in the same rounds: its ratio to Optax (the A/A column) is what the run measures
+between two identical steps, its noise. A row is "faster" when its whole interval lies below
+1, "parity" when the interval contains 1, and "slower" when it lies above 1.
+Optimizers that need the objective (Polyak's step size, L-BFGS's line
 search) get a fixed quadratic's value, and its function, inside the step. Rows in ``SLOW``
 are timed only when their optimizer is named in ``--optimizers``.
 
@@ -84,12 +88,22 @@ SHAPES = {  # name: (label in the table, parameters)
 }
 
 
-def compare(params: Any, row: Row, steps: int, budget_s: float) -> tuple[float, float, float, float]:
-    """(gradxform ms/step, Optax ms/step, median per-round ratio, ratio of the fastest steps)
-    on ``params``. The fastest step of each is the least disturbed by other load."""
+class Result(NamedTuple):
+    gx_ms: float
+    optax_ms: float
+    ratio: float  # median over rounds of gradxform's step time over Optax's
+    interval: tuple[float, float]  # its 95% bootstrap interval
+    aa: float  # the same ratio for a second copy of Optax's step over Optax's
+
+
+def compare(params: Any, row: Row, steps: int, budget_s: float) -> Result:
+    """Times gradxform's and Optax's steps for ``row`` on ``params``, with a second copy of
+    Optax's step as the control, interleaved."""
     grads = trees.gradients_like(params)
     cands = []
-    for name, make, apply in (("gx", row.make_gx, None), ("optax", row.make_optax, optax.apply_updates)):
+    for name, make, apply in (
+        ("gx", row.make_gx, None), ("optax", row.make_optax, optax.apply_updates), ("optax again", row.make_optax, optax.apply_updates)
+    ):
         tx = make()
         p = jax.tree.map(lambda x: x.copy(), params)
         # Copied: Optax's prodigy keeps the parameters themselves in its state, which could
@@ -97,8 +111,9 @@ def compare(params: Any, row: Row, steps: int, budget_s: float) -> tuple[float, 
         state = jax.tree.map(lambda x: x.copy(), tx.init(p))
         cands.append(timing.Candidate.jax(name, timing.jitted_step(tx, apply, row.extra), (p, state), grads))
     timing.interleave(cands, steps, budget_s=budget_s)
-    g, o = cands
-    return 1e3 * g.median_s, 1e3 * o.median_s, timing.paired_ratio(g, o), min(g.times) / min(o.times)
+    g, o, again = cands
+    return Result(1e3 * g.median_s, 1e3 * o.median_s, timing.paired_ratio(g, o), timing.ratio_interval(g, o),
+                  timing.paired_ratio(again, o))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,8 +126,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="parameters to time on (default: both)")
     args = parser.parse_args(argv)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, optax {optax.__version__}")
-    print(f"{'shape':<16}{'optimizer':<29}{'gradxform ms':>13}{'optax ms':>10}{'ratio':>7}{'min ratio':>10}")
-    worst = (0.0, "")
+    print(f"{'shape':<16}{'optimizer':<29}{'gradxform ms':>13}{'optax ms':>10}{'ratio':>7}{'95% interval':>15}{'A/A':>7}  verdict")
+    verdicts: dict[str, list[str]] = {"faster": [], "parity": [], "slower": []}
     skipped = []
     for shape_name in args.shapes:
         shape, make_params = SHAPES[shape_name]
@@ -121,12 +136,16 @@ def main(argv: list[str] | None = None) -> None:
             if (opt, shape_name) in SLOW and not args.optimizers:
                 skipped.append(f"{shape:<16}{opt:<29}skipped: {SLOW[opt, shape_name]}")
                 continue
-            g, o, r, m = compare(params, OPTIMIZERS[opt], args.steps, args.budget)
-            worst = max(worst, (r, f"{opt}, {shape}"))
-            print(f"{shape:<16}{opt:<29}{g:>13.2f}{o:>10.2f}{r:>7.3f}{m:>10.3f}", flush=True)
+            r = compare(params, OPTIMIZERS[opt], args.steps, args.budget)
+            v = timing.verdict(r.interval)
+            verdicts[v].append(f"{opt} ({shape})")
+            lo, hi = r.interval
+            print(f"{shape:<16}{opt:<29}{r.gx_ms:>13.2f}{r.optax_ms:>10.2f}{r.ratio:>7.3f}{f'{lo:.3f}-{hi:.3f}':>15}{r.aa:>7.3f}  {v}",
+                  flush=True)
     for line in skipped:
         print(line)
-    print(f"worst ratio: {worst[0]:.3f} ({worst[1]}; {'ok' if worst[0] <= 1.05 else 'above'} the 1.05 bound)")
+    for v, rows in verdicts.items():
+        print(f"{v}: {len(rows)}" + (f" ({', '.join(rows)})" if rows and v != "faster" else ""))
 
 
 if __name__ == "__main__":

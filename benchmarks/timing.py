@@ -3,6 +3,7 @@ of them alike, and the median of many steps is robust to it."""
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -90,14 +91,48 @@ def interleave(candidates: Sequence[Candidate], steps: int, warmup: int = 3, bud
     for c in candidates:
         c.times.clear()
     start = time.perf_counter()
+    orders = _balanced_orders(len(candidates))
     for i in range(steps):
-        order = candidates if i % 2 == 0 else list(reversed(candidates))
-        for c in order:
-            c.run()
+        for k in orders[i % len(orders)]:
+            candidates[k].run()
         if budget_s is not None and i >= 4 and time.perf_counter() - start > budget_s:
             break
+
+
+def _balanced_orders(n: int) -> list[list[int]]:
+    """Orders of ``n`` candidates for successive rounds (a Williams design): over a cycle
+    each candidate takes each place equally often and follows each other candidate equally
+    often, so neither the place in a round nor the step run just before (whose data may
+    still be in the caches) favours one of them."""
+    first, lo, hi = [0], 1, n - 1
+    while lo <= hi:
+        first.append(lo)
+        lo += 1
+        if lo <= hi:
+            first.append(hi)
+            hi -= 1
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    return rows + [row[::-1] for row in rows] if n % 2 else rows
 
 
 def paired_ratio(a: Candidate, b: Candidate) -> float:
     """Median over rounds of ``a``'s step time over ``b``'s in the same round."""
     return statistics.median(x / y for x, y in zip(a.times, b.times))
+
+
+def ratio_interval(a: Candidate, b: Candidate, level: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
+    """A bootstrap interval (``level``, percentile method) for `paired_ratio` ``(a, b)``:
+    the rounds are resampled with replacement and the median ratio taken each time.
+    Resampling is seeded, so a run's table is reproducible from its times."""
+    ratios = [x / y for x, y in zip(a.times, b.times)]
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    tail = (1.0 - level) / 2
+    return medians[int(tail * (resamples - 1))], medians[int((1.0 - tail) * (resamples - 1))]
+
+
+def verdict(interval: tuple[float, float]) -> str:
+    """``"faster"`` when the whole interval of a ratio lies below 1, ``"slower"`` when it lies
+    above 1, and ``"parity"`` when it contains 1 (no difference the run can resolve)."""
+    lo, hi = interval
+    return "faster" if hi < 1.0 else "slower" if lo > 1.0 else "parity"
