@@ -31,9 +31,10 @@ import jax
 ADAM_STEP = "gradxform_adam_step"
 SGD_STEP = "gradxform_sgd_step"
 PROGRAM_STEP = "gradxform_program_step"
+SM3_STEP = "gradxform_sm3_step"
 
 _SOURCE = Path(__file__).with_name("steps.cc")
-_SYMBOLS = {ADAM_STEP: "GradxformAdamStep", SGD_STEP: "GradxformSgdStep", PROGRAM_STEP: "GradxformProgramStep"}
+_SYMBOLS = {ADAM_STEP: "GradxformAdamStep", SGD_STEP: "GradxformSgdStep", PROGRAM_STEP: "GradxformProgramStep", SM3_STEP: "GradxformSm3Step"}
 _FLAGS = (
     "-O3",
     "-march=native",

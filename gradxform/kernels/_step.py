@@ -18,9 +18,10 @@ from gradxform.core import (
     find_states,
     is_transformation,
 )
-from gradxform.kernels._build import ADAM_STEP, SGD_STEP, kernel_status
+from gradxform.kernels._build import ADAM_STEP, SGD_STEP, SM3_STEP, kernel_status
 from gradxform.kernels._program import LEAVES_PER_CALL as _LEAVES_PER_CALL
 from gradxform.kernels._program import differentiated, plain_step, program_step
+from gradxform.primitives.factored import Sm3State
 from gradxform.primitives.moments import CountState, EmaState, TraceState, debias
 
 
@@ -39,7 +40,9 @@ def update_and_apply(
     gradients three times. Here, under ``jit`` with float32 parameters on a CPU, the step
     reads and writes each array once:
 
-    - `adam`, `adamw` and `sgd` with momentum run a hand-written kernel;
+    - `adam`, `adamw` and `sgd` with momentum run a hand-written kernel, and so does `sm3`
+      for leaves of rank 2 at most (it also takes the row and column maxima in that pass,
+      where XLA reads the gradients three times);
     - any other step (ours or Optax's, alone or in a chain) is traced, and its per-leaf
       elementwise part becomes one small program per kind of leaf, compiled once to a C++
       loop (and cached on disk) and run for all the leaves in a few calls. Counts,
@@ -76,6 +79,8 @@ def update_and_apply(
       https://arxiv.org/abs/1412.6980
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
       https://arxiv.org/abs/1711.05101
+      Anil, Gupta, Koren & Singer, "Memory-Efficient Adaptive Optimization", NeurIPS 2019.
+      https://arxiv.org/abs/1901.11150
       Sutskever, Martens, Dahl & Hinton, "On the importance of initialization and momentum
       in deep learning", ICML 2013. https://proceedings.mlr.press/v28/sutskever13.html
 
@@ -98,7 +103,11 @@ def update_and_apply(
 
     fused = None
     if kernel and not differentiated(grads, state, params, extra) and not kernel_status():
-        fused = _kernel_step(tx, grads, state, params, extra) or program_step(tx, grads, state, params, extra)
+        fused = (
+            _kernel_step(tx, grads, state, params, extra)
+            or _sm3_step(tx, grads, state, params, extra)
+            or program_step(tx, grads, state, params, extra)
+        )
     if fused is None:
         return plain()
     if _cpu_only():
@@ -235,6 +244,97 @@ def _kernel_step(
         return new_p, _with_nodes(after, kern.node, new_slots)
 
     return fused
+
+
+def _sm3_step(
+    tx: GradientTransformation, grads: Updates, state: State, params: Params, extra: dict[str, Any]
+) -> Callable[[], tuple[Params, State]] | None:
+    """`sm3`'s step as a thunk (one pass that also takes the row and column maxima), or None
+    where its kernel does not apply: another optimizer, a leaf of rank 3 or more, a dtype
+    other than float32."""
+    spec = getattr(tx, "spec", None)
+    if spec is None or spec.name != "sm3" or not isinstance(state, HyperparamsState):
+        return None
+    accumulator = _find_spec(tx, "sm3_accumulator")
+    if accumulator is None or not all(n in state.hyperparams for n in ("learning_rate", "momentum")):
+        return None
+    sm3_nodes, ema_nodes = find_states(state.inner_state, Sm3State), find_states(state.inner_state, EmaState)
+    if len(sm3_nodes) != 1 or len(ema_nodes) != 1:
+        return None
+    p_leaves, treedef = jax.tree.flatten(params)
+    try:
+        g_leaves = treedef.flatten_up_to(grads)
+        m_leaves = treedef.flatten_up_to(ema_nodes[0].ema)
+        accs = treedef.flatten_up_to(sm3_nodes[0].mu)
+    except (ValueError, TypeError):
+        return None
+    if not p_leaves:
+        return None
+    for p, g, m, a in zip(p_leaves, g_leaves, m_leaves, accs):
+        if p.ndim > 2 or not all(_is_f32_array(x) and x.shape == p.shape for x in (p, g, m)):
+            return None
+        want = [(p.shape[0],), (p.shape[1],)] if p.ndim == 2 else [p.shape]
+        if not isinstance(a, (list, tuple)) or [getattr(x, "shape", None) for x in a] != want:
+            return None
+        if not all(_is_f32_array(x) for x in a):
+            return None
+
+    def fused() -> tuple[Params, State]:
+        nothing = jnp.zeros((0,), jnp.float32)
+        shadow = _with_nodes(_with_nodes(state, Sm3State, [[nothing]]), EmaState, [nothing])
+        _, after = call_update(tx, nothing, shadow, nothing, extra)
+        hp = after.hyperparams
+        b1 = jnp.asarray(hp["momentum"], jnp.float32)
+        b2 = jnp.asarray(accumulator.args["b2"], jnp.float32)
+        # The composition's arithmetic, rounded the same way (see sm3_accumulator and ema).
+        cg = jnp.where(b2 == 1.0, jnp.float32(1.0), 1.0 - b2)
+        eps = jnp.asarray(accumulator.args["eps"], jnp.float32)
+        neg_lr = jnp.float32(-1.0) * jnp.asarray(hp["learning_rate"], jnp.float32)
+        scalars = jnp.stack([cg, b2, eps, 1.0 - b1, b1, neg_lr]).astype(jnp.float32)
+        if differentiated(scalars):
+            return plain_step(tx, grads, state, params, extra)
+        # A vector (or scalar) leaf is one row to the kernel, whose accumulator is the
+        # column accumulator; its row accumulator (+inf, a constant whose result is dropped)
+        # leaves every bound to the columns.
+        rows = [a[0] if p.ndim == 2 else jnp.full((1,), jnp.inf, jnp.float32) for p, a in zip(p_leaves, accs)]
+        cols = [a[1] if p.ndim == 2 else a[0] for p, a in zip(p_leaves, accs)]
+        columns = [p_leaves, g_leaves, m_leaves, rows, cols]
+        updated = [0, 2, 3, 4]  # parameters, momenta, row and column accumulators
+        new_columns: list[list[jax.Array]] = [[] for _ in updated]
+        for lo in range(0, len(p_leaves), _LEAVES_PER_CALL):
+            group = [col[lo : lo + _LEAVES_PER_CALL] for col in columns]
+            n = len(group[0])
+            outputs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for c in updated for x in group[c]]
+            aliases = {
+                1 + c * n + i: k * n + i
+                for k, c in enumerate(updated)
+                for i in range(n)
+                if c != 3 or p_leaves[lo + i].ndim == 2
+            }
+            call = jax.ffi.ffi_call(SM3_STEP, outputs, input_output_aliases=aliases, vmap_method="sequential")
+            out = call(scalars, *(x for col in group for x in col))
+            for k in range(len(updated)):
+                new_columns[k] += out[k * n : (k + 1) * n]
+        new_p, new_m, new_r, new_c = new_columns
+        new_accs = [[r, c] if p.ndim == 2 else [c] for r, c, p in zip(new_r, new_c, p_leaves)]
+        new_state = _with_nodes(_with_nodes(after, Sm3State, [treedef.unflatten(new_accs)]), EmaState, [treedef.unflatten(new_m)])
+        return treedef.unflatten(new_p), new_state
+
+    return fused
+
+
+def _find_spec(tx: GradientTransformation, name: str) -> Any:
+    """The spec of the first transformation named ``name`` inside ``tx`` (depth first)."""
+    spec = getattr(tx, "spec", None)
+    if spec is None:
+        return None
+    if spec.name == name:
+        return spec
+    for inner in ([spec.body] if spec.body is not None else []) + [t for _, t in spec.children()]:
+        found = _find_spec(inner, name)
+        if found is not None:
+            return found
+    return None
 
 
 def _with_nodes(state: HyperparamsState, node: type, values: list[Any]) -> HyperparamsState:

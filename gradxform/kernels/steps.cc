@@ -24,6 +24,16 @@
 //   operands: f32[3] (lr, mu, nesterov as 0 or 1), then L parameters, L gradients,
 //   L momentum buffers; results: L parameters, L momentum buffers.
 //
+// gradxform_sm3_step (gradxform.sm3), for a matrix leaf with row accumulators r and column
+// accumulators c (a vector leaf comes as one row, its accumulator as c, with r = +inf):
+//   nu = cg g^2 + b2 min(r_i, c_j)      u = g (nu > 0 ? 1 / sqrt(nu + eps) : 0)
+//   m <- (1 - b1) u + b1 m              p <- p + m (-lr)
+//   r_i <- max_j nu                     c_j <- max_i nu        (max and min propagate NaN)
+//   operands: f32[6] (cg, b2, eps, 1 - b1, b1, -lr), then L parameters, L gradients, L momenta
+//   (rank 2 at most), L row accumulators, L column accumulators; results: L parameters, L momenta,
+//   L row accumulators, L column accumulators. The reductions are taken in the same pass, so
+//   the step reads the gradients once where XLA reads them three times.
+//
 // gradxform_program_step (any other elementwise step, see _program.py): a small register
 // program, run over blocks of kBlock elements that stay in the L1 cache, so that the step still
 // reads and writes each array once however many operations it has.
@@ -498,6 +508,166 @@ ffi::Error ProgramStep(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::Remai
   return RunStep(name, std::move(body), n_in, n_out, 2, pool, args, rets);
 }
 
+// ---------------------------------------------------------------------------------------------
+// SM3. Work is split into blocks of whole rows of one leaf; each block takes its rows' maxima
+// directly and folds its column maxima into the leaf's shared column maxima (under a lock),
+// which are written out once every block is done, since the blocks still read the old
+// column accumulators.
+
+struct Sm3Leaf {
+  const float *p, *g, *m, *r, *c;
+  float *p_out, *m_out, *r_out, *c_out;
+  int64_t rows = 0, cols = 0;
+  std::vector<float> col_max;  // the maxima over the finished blocks' rows
+};
+
+struct Sm3Block {
+  size_t leaf;
+  int64_t lo, hi;  // rows
+};
+
+__attribute__((noinline)) void sm3_rows(const float* s, const Sm3Leaf& x, int64_t lo, int64_t hi,
+                                        float* __restrict__ col_max) {
+  const float cg = s[0], b2 = s[1], eps = s[2], one_minus_b1 = s[3], b1 = s[4], neg_lr = s[5];
+  const int64_t n = x.cols;
+  constexpr int64_t kLanes = 16;  // the row's maximum is kept per lane, so it vectorizes
+  float nu[kBlock + kLanes];
+  for (int64_t i = lo; i < hi; ++i) {
+    const float ri = x.r[i];
+    float lanes[kLanes];
+    std::fill(lanes, lanes + kLanes, -INFINITY);
+    for (int64_t at = 0; at < n; at += kBlock) {
+      const int64_t len = std::min(kBlock, n - at);
+      const int64_t o = i * n + at;
+      const float* __restrict__ g = x.g + o;
+      const float* __restrict__ c = x.c + at;
+      for (int64_t j = 0; j < len; ++j) {
+        nu[j] = cg * (g[j] * g[j]) + b2 * Min(ri, c[j]);
+      }
+      const float* __restrict__ p = x.p + o;
+      const float* __restrict__ m = x.m + o;
+      float* __restrict__ p_out = x.p_out + o;
+      float* __restrict__ m_out = x.m_out + o;
+      for (int64_t j = 0; j < len; ++j) {
+        const float v = nu[j];
+        const float root = 1.0f / std::sqrt(v + eps);  // computed either way: no branch
+        const float inv = v > 0.0f ? root : 0.0f;
+        const float mj = one_minus_b1 * (g[j] * inv) + b1 * m[j];
+        m_out[j] = mj;
+        p_out[j] = p[j] + mj * neg_lr;
+      }
+      float* __restrict__ cm = col_max + at;
+      for (int64_t j = 0; j < len; ++j) cm[j] = Max(cm[j], nu[j]);
+      // Padding the block to whole lanes with -inf changes no maximum.
+      const int64_t padded = (len + kLanes - 1) / kLanes * kLanes;
+      std::fill(nu + len, nu + padded, -INFINITY);
+      for (int64_t j = 0; j < padded; j += kLanes) {
+        for (int64_t k = 0; k < kLanes; ++k) lanes[k] = Max(lanes[k], nu[j + k]);
+      }
+    }
+    float row_max = -INFINITY;
+    for (int64_t k = 0; k < kLanes; ++k) row_max = Max(row_max, lanes[k]);
+    x.r_out[i] = row_max;
+  }
+}
+
+struct Sm3Work {
+  const float* s = nullptr;
+  std::vector<Sm3Leaf> leaves;
+  std::vector<Sm3Block> blocks;
+  std::mutex lock;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+
+  void work() {
+    std::vector<float> part;
+    for (;;) {
+      const int64_t k = next.fetch_add(1, std::memory_order_relaxed);
+      if (k >= static_cast<int64_t>(blocks.size())) return;
+      const Sm3Block& b = blocks[k];
+      Sm3Leaf& x = leaves[b.leaf];
+      part.assign(x.cols, -INFINITY);
+      sm3_rows(s, x, b.lo, b.hi, part.data());
+      {
+        std::lock_guard<std::mutex> hold(lock);
+        for (int64_t j = 0; j < x.cols; ++j) x.col_max[j] = Max(x.col_max[j], part[j]);
+      }
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
+ffi::Error Sm3Step(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets rets) {
+  const std::string name = "gradxform_sm3_step";
+  auto scalars = args.get<ffi::Buffer<ffi::F32>>(0);
+  if (!scalars.has_value()) return scalars.error();
+  if (scalars->element_count() != 6) return ffi::Error::InvalidArgument(name + ": expected 6 scalars");
+  const size_t n_leaves = (args.size() - 1) / 5;
+  if ((args.size() - 1) % 5 != 0 || rets.size() != 4 * n_leaves) {
+    return ffi::Error::InvalidArgument(name + ": expected 5 operands and 4 results per parameter leaf");
+  }
+  auto step = std::make_shared<Sm3Work>();
+  step->s = scalars->typed_data();
+  step->leaves.resize(n_leaves);
+  for (size_t i = 0; i < n_leaves; ++i) {
+    Sm3Leaf& x = step->leaves[i];
+    const float** ins[5] = {&x.p, &x.g, &x.m, &x.r, &x.c};
+    int64_t counts[5];
+    for (size_t j = 0; j < 5; ++j) {
+      auto buf = args.get<ffi::AnyBuffer>(1 + j * n_leaves + i);
+      if (!buf.has_value()) return buf.error();
+      if (buf->element_type() != ffi::DataType::F32) {
+        return ffi::Error::InvalidArgument(name + ": every operand must be float32");
+      }
+      if (j == 0) {  // a vector or a scalar is one row
+        const auto dims = buf->dimensions();
+        if (dims.size() > 2) return ffi::Error::InvalidArgument(name + ": parameters must have rank 2 at most");
+        x.rows = dims.size() == 2 ? dims[0] : 1;
+        x.cols = dims.size() == 2 ? dims[1] : static_cast<int64_t>(buf->element_count());
+      }
+      *ins[j] = static_cast<const float*>(buf->untyped_data());
+      counts[j] = static_cast<int64_t>(buf->element_count());
+    }
+    float** outs[4] = {&x.p_out, &x.m_out, &x.r_out, &x.c_out};
+    for (size_t j = 0; j < 4; ++j) {
+      auto buf = rets.get<ffi::AnyBuffer>(j * n_leaves + i);
+      if (!buf.has_value()) return buf.error();
+      if ((*buf)->element_type() != ffi::DataType::F32) {
+        return ffi::Error::InvalidArgument(name + ": every result must be float32");
+      }
+      const int64_t want = j < 2 ? counts[0] : j == 2 ? x.rows : x.cols;
+      if (static_cast<int64_t>((*buf)->element_count()) != want) {
+        return ffi::Error::InvalidArgument(name + ": leaf " + std::to_string(i) + " has a result of the wrong size");
+      }
+      *outs[j] = static_cast<float*>((*buf)->untyped_data());
+    }
+    const int64_t size = x.rows * x.cols;
+    if (counts[1] != size || counts[2] != size || counts[3] != x.rows || counts[4] != x.cols) {
+      return ffi::Error::InvalidArgument(name + ": leaf " + std::to_string(i) +
+                                         " needs a gradient and a momentum of its shape and one accumulator per row and per column");
+    }
+    x.col_max.assign(x.cols, -INFINITY);
+    const int64_t per = std::max<int64_t>(1, kChunk / std::max<int64_t>(1, x.cols));
+    for (int64_t lo = 0; lo < x.rows; lo += per) {
+      step->blocks.push_back({i, lo, std::min(x.rows, lo + per)});
+    }
+  }
+  const int64_t n_blocks = static_cast<int64_t>(step->blocks.size());
+  const int64_t helpers = std::min<int64_t>(pool.num_threads() - 1, n_blocks - 1);
+  for (int64_t t = 0; t < helpers; ++t) {
+    pool.Schedule([step] { step->work(); });
+  }
+  step->work();
+  while (step->done.load(std::memory_order_acquire) < n_blocks) {
+    std::this_thread::yield();
+  }
+  std::lock_guard<std::mutex> hold(step->lock);
+  for (Sm3Leaf& x : step->leaves) {
+    std::copy(x.col_max.begin(), x.col_max.end(), x.c_out);
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 // Every step binds the same way: XLA's thread pool, then its operands and results.
@@ -508,6 +678,7 @@ ffi::Error ProgramStep(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::Remai
 GRADXFORM_STEP_HANDLER(GradxformAdamStep, AdamStep);
 GRADXFORM_STEP_HANDLER(GradxformSgdStep, SgdStep);
 GRADXFORM_STEP_HANDLER(GradxformProgramStep, ProgramStep);
+GRADXFORM_STEP_HANDLER(GradxformSm3Step, Sm3Step);
 
 // Registers `loop` as the compiled form of the program `code` (`size` int32s). Called from
 // Python (ctypes) once the loop's library is loaded; the library stays loaded.

@@ -66,7 +66,7 @@ OPTIMIZERS = {
     "fromage": (lambda: gx.fromage(1e-2), 1e-5),
     "lamb": (lambda: gx.lamb(1e-2), 1e-5),
     "prodigy": (lambda: gx.prodigy(), 1e-4),
-    "sm3": (lambda: gx.sm3(1e-2), 1e-5),
+    "scale_by_sm3": (lambda: gx.chain(gx.scale_by_sm3(), gx.scale(-1e-2)), 1e-5),  # gx.sm3 has its own kernel
     "ftrl": (lambda: gx.ftrl(1e-2), 1e-5),
     "schedule_free_adamw": (lambda: gx.schedule_free_adamw(1e-2), 1e-5),
     "optimistic_gradient_descent": (lambda: gx.optimistic_gradient_descent(1e-2), 1e-5),
