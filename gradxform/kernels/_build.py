@@ -34,6 +34,7 @@ PROGRAM_STEP = "gradxform_program_step"
 SM3_STEP = "gradxform_sm3_step"
 
 _SOURCE = Path(__file__).with_name("steps.cc")
+_OPS = Path(__file__).with_name("ops.h")  # included by steps.cc and by every compiled loop
 _SYMBOLS = {ADAM_STEP: "GradxformAdamStep", SGD_STEP: "GradxformSgdStep", PROGRAM_STEP: "GradxformProgramStep", SM3_STEP: "GradxformSm3Step"}
 _FLAGS = (
     "-O3",
@@ -107,9 +108,11 @@ def _compile(cxx: str, stem: str, source: str, flags: list[str], version: str) -
 
     Returns the library's path, or None and why not.
     """
+    # ops.h is part of every source: its text is part of the key, and its folder is searched.
     key = hashlib.sha256(
-        "\0".join([source, " ".join(_FLAGS + tuple(flags)), cxx, version, platform.machine(), _cpu_id()]).encode()
+        "\0".join([source, _OPS.read_text(), " ".join(_FLAGS + tuple(flags)), cxx, version, platform.machine(), _cpu_id()]).encode()
     ).hexdigest()[:20]
+    flags = [*flags, f"-I{_OPS.parent}"]
     folder = _cache_dir()
     library = folder / f"{stem}-{key}.so"
     if library.exists():

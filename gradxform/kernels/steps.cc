@@ -62,6 +62,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ops.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -140,84 +141,28 @@ constexpr int64_t kBlock = 512;
 constexpr int kHeader = 5;
 constexpr int kWidth = 5;
 
-enum Op : int32_t {
-  kCopy = 0, kNeg, kAbs, kSign, kSqrt, kRsqrt, kExp, kLog, kLog1p, kExpm1, kTanh, kLogistic,
-  kFloor, kCeil, kIsFinite, kNot, kRoundAway, kRoundEven, kSin, kCos, kExp2, kCbrt, kPowHalf,
-  kPowMinusHalf,
-  kAdd = 32, kSub, kMul, kDiv, kMax, kMin, kPow, kGt, kGe, kLt, kLe, kEq, kNe, kAnd, kOr,
-  kAtan2, kRem, kXor,
-  kSelect = 64, kClamp,
-};
+using gradxform_ops::Apply;
+using gradxform_ops::Arity;
+using gradxform_ops::Max;
+using gradxform_ops::Min;
 
-int Arity(int32_t op) {
-  if (op >= kCopy && op <= kPowMinusHalf) return 1;
-  if (op >= kAdd && op <= kXor) return 2;
-  if (op == kSelect || op == kClamp) return 3;
-  return 0;  // unknown
-}
-
-// XLA's max and min propagate NaN from either side.
-inline float Max(float a, float b) { return (a != a || a > b) ? a : b; }
-inline float Min(float a, float b) { return (a != a || a < b) ? a : b; }
-inline float B(bool x) { return x ? 1.0f : 0.0f; }
-// pow(a, 0.5) and pow(a, -0.5) through sqrt, with pow's results at -0 and -inf.
-inline float PowHalf(float a) { return a == -INFINITY ? INFINITY : std::sqrt(a + 0.0f); }
-inline float PowMinusHalf(float a) { return 1.0f / PowHalf(a); }
-
+// One instruction over n elements. Each case is a loop of its own that the compiler
+// vectorizes; the arithmetic is ops.h's, as in the compiled loops.
 __attribute__((noinline)) void Exec(int32_t op, float* __restrict__ d, const float* __restrict__ a,
                                     const float* __restrict__ b, const float* __restrict__ c,
                                     int64_t n) {
-#define GX_LOOP(expr)                     \
-  for (int64_t i = 0; i < n; ++i) d[i] = (expr); \
-  return
   switch (op) {
-    case kCopy: GX_LOOP(a[i]);
-    case kNeg: GX_LOOP(-a[i]);
-    case kAbs: GX_LOOP(std::fabs(a[i]));
-    case kSign: GX_LOOP(a[i] > 0.0f ? 1.0f : (a[i] < 0.0f ? -1.0f : a[i]));
-    case kSqrt: GX_LOOP(std::sqrt(a[i]));
-    case kRsqrt: GX_LOOP(1.0f / std::sqrt(a[i]));
-    case kExp: GX_LOOP(std::exp(a[i]));
-    case kLog: GX_LOOP(std::log(a[i]));
-    case kLog1p: GX_LOOP(std::log1p(a[i]));
-    case kExpm1: GX_LOOP(std::expm1(a[i]));
-    case kTanh: GX_LOOP(std::tanh(a[i]));
-    case kLogistic: GX_LOOP(1.0f / (1.0f + std::exp(-a[i])));
-    case kFloor: GX_LOOP(std::floor(a[i]));
-    case kCeil: GX_LOOP(std::ceil(a[i]));
-    case kIsFinite: GX_LOOP(B(std::isfinite(a[i])));
-    case kNot: GX_LOOP(B(a[i] == 0.0f));
-    case kRoundAway: GX_LOOP(std::round(a[i]));
-    case kRoundEven: GX_LOOP(std::nearbyint(a[i]));
-    case kSin: GX_LOOP(std::sin(a[i]));
-    case kCos: GX_LOOP(std::cos(a[i]));
-    case kExp2: GX_LOOP(std::exp2(a[i]));
-    case kCbrt: GX_LOOP(std::cbrt(a[i]));
-    case kPowHalf: GX_LOOP(PowHalf(a[i]));
-    case kPowMinusHalf: GX_LOOP(PowMinusHalf(a[i]));
-    case kAdd: GX_LOOP(a[i] + b[i]);
-    case kSub: GX_LOOP(a[i] - b[i]);
-    case kMul: GX_LOOP(a[i] * b[i]);
-    case kDiv: GX_LOOP(a[i] / b[i]);
-    case kMax: GX_LOOP(Max(a[i], b[i]));
-    case kMin: GX_LOOP(Min(a[i], b[i]));
-    case kPow: GX_LOOP(std::pow(a[i], b[i]));
-    case kGt: GX_LOOP(B(a[i] > b[i]));
-    case kGe: GX_LOOP(B(a[i] >= b[i]));
-    case kLt: GX_LOOP(B(a[i] < b[i]));
-    case kLe: GX_LOOP(B(a[i] <= b[i]));
-    case kEq: GX_LOOP(B(a[i] == b[i]));
-    case kNe: GX_LOOP(B(a[i] != b[i]));
-    case kAnd: GX_LOOP(B(a[i] != 0.0f && b[i] != 0.0f));
-    case kOr: GX_LOOP(B(a[i] != 0.0f || b[i] != 0.0f));
-    case kAtan2: GX_LOOP(std::atan2(a[i], b[i]));
-    case kRem: GX_LOOP(std::fmod(a[i], b[i]));
-    case kXor: GX_LOOP(B((a[i] != 0.0f) != (b[i] != 0.0f)));
-    case kSelect: GX_LOOP(a[i] != 0.0f ? c[i] : b[i]);  // lax.select_n(pred, on_false, on_true)
-    case kClamp: GX_LOOP(Min(Max(b[i], a[i]), c[i]));   // lax.clamp(lo, x, hi)
-    default: return;
+#define GX_CASE(code, name, arity, value)                                                   \
+  case code:                                                                                \
+    for (int64_t i = 0; i < n; ++i) {                                                       \
+      d[i] = Apply<code>(a[i], (arity) > 1 ? b[i] : 0.0f, (arity) > 2 ? c[i] : 0.0f);        \
+    }                                                                                       \
+    return;
+    GRADXFORM_OPS(GX_CASE)
+#undef GX_CASE
+    default:
+      return;
   }
-#undef GX_LOOP
 }
 
 // A checked view of a program operand.
