@@ -186,6 +186,26 @@ def test_steps_that_need_libm_per_element_stay_with_xla():
     assert PROGRAM not in _compiled(_fused(tx), params, tx.init(params), params)
 
 
+def test_a_single_output_on_a_large_leaf_stays_with_xla_and_small_leaves_share_a_program():
+    """``p - lr g`` is one pass in XLA already: a program only pays for small leaves (one call
+    for many of them instead of a loop each)."""
+    from gradxform.kernels._program import SMALL_LEAF
+
+    tx = gx.sgd(1e-2)
+    large = _tree([(SMALL_LEAF,)])
+    text = _compiled(_fused(tx), large, tx.init(large), large)
+    assert PROGRAM not in text
+    mixed = _tree([(SMALL_LEAF,), (SMALL_LEAF - 1,), (3,), (7, 2)])
+    text = _compiled(_fused(tx), mixed, tx.init(mixed), mixed)
+    assert text.count(f'custom_call_target="{PROGRAM}"') == 1
+    got = _run(jax.jit(_fused(tx)), tx, mixed, 3)
+    want = _run(jax.jit(_plain(tx)), tx, mixed, 3)
+    assert_trees_close(got, want, rtol=1e-6, atol=1e-7)
+    # with a second output (momentum) the large leaf takes the program too
+    tx = gx.chain(gx.trace(0.9), gx.scale(-1e-2))
+    assert PROGRAM in _compiled(_fused(tx), large, tx.init(large), large)
+
+
 @pytest.mark.parametrize("exponent", [0.5, -0.5, 2.0, -1.0, 1.0])
 def test_constant_exponents_are_fused_with_pows_edge_cases(exponent):
     tx = _custom(lambda g, p: g**exponent - p)
