@@ -227,20 +227,9 @@ def _kernel_step(
         scalars = jnp.stack(kern.scalars(after, spec.args)).astype(jnp.float32)
         if differentiated(scalars):  # through a hyperparameter ``tx`` closes over
             return plain_step(tx, grads, state, params, extra)
-        # Every array a call updates (the parameters, then each state slot) is a result that
-        # overwrites its operand; the gradients (operand column 1) are only read.
+        # The parameters, then each state slot; the gradients (operand column 1) are only read.
         updated = [0, *range(2, 2 + kern.slots)]
-        new_columns: list[list[jax.Array]] = [[] for _ in updated]
-        for lo in range(0, len(p_leaves), _LEAVES_PER_CALL):
-            group = [col[lo : lo + _LEAVES_PER_CALL] for col in columns]
-            n = len(group[0])
-            outputs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for c in updated for x in group[c]]
-            aliases = {1 + c * n + i: k * n + i for k, c in enumerate(updated) for i in range(n)}
-            call = jax.ffi.ffi_call(kern.target, outputs, input_output_aliases=aliases, vmap_method="sequential")
-            out = call(scalars, *(x for col in group for x in col))
-            for k in range(len(updated)):
-                new_columns[k] += out[k * n : (k + 1) * n]
-        new_p, *new_slots = (treedef.unflatten(col) for col in new_columns)
+        new_p, *new_slots = (treedef.unflatten(col) for col in _call_in_groups(kern.target, scalars, columns, updated))
         return new_p, _with_nodes(after, kern.node, new_slots)
 
     return fused
@@ -300,27 +289,44 @@ def _sm3_step(
         cols = [a[1] if p.ndim == 2 else a[0] for p, a in zip(p_leaves, accs)]
         columns = [p_leaves, g_leaves, m_leaves, rows, cols]
         updated = [0, 2, 3, 4]  # parameters, momenta, row and column accumulators
-        new_columns: list[list[jax.Array]] = [[] for _ in updated]
-        for lo in range(0, len(p_leaves), _LEAVES_PER_CALL):
-            group = [col[lo : lo + _LEAVES_PER_CALL] for col in columns]
-            n = len(group[0])
-            outputs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for c in updated for x in group[c]]
-            aliases = {
-                1 + c * n + i: k * n + i
-                for k, c in enumerate(updated)
-                for i in range(n)
-                if c != 3 or p_leaves[lo + i].ndim == 2
-            }
-            call = jax.ffi.ffi_call(SM3_STEP, outputs, input_output_aliases=aliases, vmap_method="sequential")
-            out = call(scalars, *(x for col in group for x in col))
-            for k in range(len(updated)):
-                new_columns[k] += out[k * n : (k + 1) * n]
-        new_p, new_m, new_r, new_c = new_columns
+        in_place = lambda column, leaf: column != 3 or p_leaves[leaf].ndim == 2
+        new_p, new_m, new_r, new_c = _call_in_groups(SM3_STEP, scalars, columns, updated, in_place)
         new_accs = [[r, c] if p.ndim == 2 else [c] for r, c, p in zip(new_r, new_c, p_leaves)]
         new_state = _with_nodes(_with_nodes(after, Sm3State, [treedef.unflatten(new_accs)]), EmaState, [treedef.unflatten(new_m)])
         return treedef.unflatten(new_p), new_state
 
     return fused
+
+
+def _call_in_groups(
+    target: str,
+    scalars: jax.Array,
+    columns: list[list[jax.Array]],
+    updated: list[int],
+    in_place: Callable[[int, int], bool] = lambda column, leaf: True,
+) -> list[list[jax.Array]]:
+    """Runs a hand-written kernel over all leaves, at most `LEAVES_PER_CALL` leaves a call.
+
+    A call's operands are ``scalars`` and then, column by column, its leaves' arrays
+    (``columns[c][leaf]``); its results are the new arrays of the ``updated`` columns, each the
+    result of its operand in place (aliased) unless ``in_place(column, leaf)`` says otherwise.
+
+    Returns:
+      The new arrays of each updated column, in the order of ``updated``.
+    """
+    new_columns: list[list[jax.Array]] = [[] for _ in updated]
+    for lo in range(0, len(columns[0]), _LEAVES_PER_CALL):
+        group = [col[lo : lo + _LEAVES_PER_CALL] for col in columns]
+        n = len(group[0])
+        outputs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for c in updated for x in group[c]]
+        aliases = {
+            1 + c * n + i: k * n + i for k, c in enumerate(updated) for i in range(n) if in_place(c, lo + i)
+        }
+        call = jax.ffi.ffi_call(target, outputs, input_output_aliases=aliases, vmap_method="sequential")
+        out = call(scalars, *(x for col in group for x in col))
+        for k in range(len(updated)):
+            new_columns[k] += out[k * n : (k + 1) * n]
+    return new_columns
 
 
 def _find_spec(tx: GradientTransformation, name: str) -> Any:
