@@ -20,6 +20,7 @@ from gradxform.core import (
 )
 from gradxform.kernels._build import ADAM_STEP, SGD_STEP, SM3_STEP, kernel_status
 from gradxform.kernels._program import LEAVES_PER_CALL as _LEAVES_PER_CALL
+from gradxform.kernels import _program
 from gradxform.kernels._program import differentiated, plain_step, program_step
 from gradxform.primitives.factored import Sm3State
 from gradxform.primitives.moments import CountState, EmaState, TraceState, debias
@@ -227,9 +228,26 @@ def _kernel_step(
         scalars = jnp.stack(kern.scalars(after, spec.args)).astype(jnp.float32)
         if differentiated(scalars):  # through a hyperparameter ``tx`` closes over
             return plain_step(tx, grads, state, params, extra)
-        # The parameters, then each state slot; the gradients (operand column 1) are only read.
-        updated = [0, *range(2, 2 + kern.slots)]
-        new_p, *new_slots = (treedef.unflatten(col) for col in _call_in_groups(kern.target, scalars, columns, updated))
+        # Small leaves stay with XLA, where they measured faster (`KERNEL_MIN_LEAF`).
+        big = [i for i, p in enumerate(p_leaves) if p.size >= _program.KERNEL_MIN_LEAF]
+        tiny = [i for i, p in enumerate(p_leaves) if p.size < _program.KERNEL_MIN_LEAF]
+        new_columns: list[list[Any]] = [[None] * len(p_leaves) for _ in range(1 + kern.slots)]
+        if big:
+            # The parameters, then each state slot; the gradients (operand column 1) are only read.
+            updated = [0, *range(2, 2 + kern.slots)]
+            picked = [[col[i] for i in big] for col in columns]
+            for new_col, col in zip(new_columns, _call_in_groups(kern.target, scalars, picked, updated)):
+                for i, x in zip(big, col):
+                    new_col[i] = x
+        if tiny:
+            picked = [[col[i] for i in tiny] for col in columns]
+            small_state = _with_nodes(state, kern.node, picked[2:])
+            small_p, small_state = plain_step(tx, picked[1], small_state, picked[0], extra)
+            small_slots = [n[0] for n in find_states(small_state.inner_state, kern.node)]
+            for new_col, col in zip(new_columns, [small_p, *small_slots]):
+                for i, x in zip(tiny, col):
+                    new_col[i] = x
+        new_p, *new_slots = (treedef.unflatten(col) for col in new_columns)
         return new_p, _with_nodes(after, kern.node, new_slots)
 
     return fused

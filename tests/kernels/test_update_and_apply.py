@@ -137,6 +137,24 @@ def test_donated_kernel_step_copies_nothing(leaves, calls):
     assert entry.count(f'custom_call_target="{KERNEL}"') == calls
 
 
+@pytest.mark.parametrize("make", [lambda: gx.adamw(1e-2, weight_decay=0.1), lambda: gx.sgd(1e-2, momentum=0.9)], ids=["adamw", "sgd-momentum"])
+def test_leaves_below_the_minimum_size_stay_with_xla_and_the_rest_take_the_kernel(make, real_leaf_sizes):
+    """A kernel call measured slower than XLA's loops on small leaves: those stay with XLA,
+    inside the same step, and the step still agrees with the composition on every leaf."""
+    n = real_leaf_sizes["KERNEL_MIN_LEAF"]
+    tx = make()
+    mixed = _tree([(n,), (n - 1,), (3, 4), ()])
+    text = _hlo(_kernel_step(tx), mixed, tx.init(mixed), mixed)
+    calls = [line for line in text.splitlines() if f'custom_call_target="{ANY_KERNEL}' in line]
+    assert len(calls) == 1, calls
+    assert calls[0].count(f"f32[{n}]") >= 3  # the one large leaf's parameters, gradients, state
+    got = _run(jax.jit(_kernel_step(tx), donate_argnums=(0, 1)), tx, mixed, 5)
+    want = _run(jax.jit(_plain_step(tx)), tx, mixed, 5)
+    _close(got, want)
+    small = _tree([(n - 1,), (5,)])
+    assert ANY_KERNEL not in _hlo(_kernel_step(tx), small, tx.init(small), small)
+
+
 def test_switching_paths_and_changing_hyperparameters_mid_run():
     tx = gx.adam(1e-2)
     params = _tree([(500,), (9,)])
@@ -240,7 +258,8 @@ def test_disabled_kernels_fall_back_and_say_why():
     code = (
         "import gradxform as gx, jax, jax.numpy as jnp\n"
         "print(gx.kernel_status())\n"
-        "tx = gx.adam(1e-2); p = {'w': jnp.ones(4)}\n"
+        "from gradxform.kernels._program import KERNEL_MIN_LEAF\n"
+        "tx = gx.adam(1e-2); p = {'w': jnp.ones(KERNEL_MIN_LEAF)}  # large enough for the kernel\n"
         "f = lambda p, s, g: gx.update_and_apply(tx, g, s, p)\n"
         "print('gradxform_adam_step' in jax.jit(f).lower(p, tx.init(p), p).as_text())\n"
     )
