@@ -90,13 +90,14 @@ using gradxform_ops::Apply;
 LEAVES_PER_CALL = 32
 # A leaf of at least this many elements is "large": its loop's fixed cost is negligible.
 SMALL_LEAF = 1 << 16
-# Below these sizes a leaf stays with XLA. On leaves of 256 to 4096 elements a kernel call
-# measured 5 to 15% slower than XLA's own loops (400 such leaves, interleaved with Optax),
-# although it moves less memory; above them it measured faster. A program does more per
-# element than XLA's separate passes save, so it pays from a smaller size than Adam's or SGD's
-# hand-written kernel. Tests set both to 0 to check the kernels' arithmetic on small arrays.
+# Below this size a leaf stays with XLA in Adam's and SGD's hand-written kernels: on 400
+# leaves of 256 to 4,096 elements a kernel call measured 5 to 17% slower than XLA's own two or
+# three loops (interleaved with Optax), although it moves less memory; from 8,192 elements on
+# it measured faster. Generated programs have no such floor: XLA's loops for small leaves
+# measured equal (AdaBelief), 7% faster (Lion) or far slower (optimistic gradient descent,
+# whose copies cost more than the program). Tests set it to 0 to check the kernels' arithmetic
+# on small arrays.
 KERNEL_MIN_LEAF = 1 << 13
-PROGRAM_MIN_LEAF = 1 << 12
 
 _F32 = np.dtype(np.float32)
 _BOOL = np.dtype(np.bool_)
@@ -435,13 +436,10 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
             return None
         if not _FUSE_LIBM and any(ins[0] in _LIBM for ins in program.code):
             return None
-        size = math.prod(outputs[0].shape)
-        if size < PROGRAM_MIN_LEAF:
-            return None
-        if len(outputs) == 1 and size >= SMALL_LEAF:
+        if len(outputs) == 1 and math.prod(outputs[0].shape) >= SMALL_LEAF:
             # XLA computes one output in one pass already (SGD's or Polyak's ``p - s g``): a
             # program saves nothing on a large leaf and measured about 5% slower than XLA's
-            # loop. It still pays on mid-sized leaves, many of which share one call.
+            # loop. It still pays on small leaves, many of which share one call.
             return None
         placed = [(out_position[id(x)], x, True) for x in outputs]
         # An input the step returns as another output (optimistic gradient descent keeps

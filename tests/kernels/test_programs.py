@@ -206,22 +206,6 @@ def test_a_single_output_on_a_large_leaf_stays_with_xla_and_small_leaves_share_a
     assert PROGRAM in _compiled(_fused(tx), large, tx.init(large), large)
 
 
-def test_leaves_below_the_minimum_size_stay_with_xla(real_leaf_sizes):
-    """Lion's program measured slower than XLA's loops on 400 leaves of 2,048 elements: such
-    leaves stay with XLA, in the same step as the leaves that take the program."""
-    n = real_leaf_sizes["PROGRAM_MIN_LEAF"]
-    tx = gx.lion(1e-2)
-    mixed = _tree([(n,), (n - 1,), (5, 3)])
-    text = _compiled(_fused(tx), mixed, tx.init(mixed), mixed)
-    calls = [line for line in text.splitlines() if f'custom_call_target="{PROGRAM}"' in line]
-    assert len(calls) == 1 and f"f32[{n}]" in calls[0] and f"f32[{n - 1}]" not in calls[0], calls
-    got = _run(jax.jit(_fused(tx)), tx, mixed, 4)
-    want = _run(jax.jit(_plain(tx)), tx, mixed, 4)
-    assert_trees_close(got, want, rtol=1e-6, atol=1e-7)
-    small = _tree([(n - 1,), (3,)])
-    assert PROGRAM not in _compiled(_fused(tx), small, tx.init(small), small)
-
-
 @pytest.mark.parametrize("exponent", [0.5, -0.5, 2.0, -1.0, 1.0])
 def test_constant_exponents_are_fused_with_pows_edge_cases(exponent):
     tx = _custom(lambda g, p: g**exponent - p)
@@ -365,7 +349,6 @@ def test_the_interpreter_runs_programs_without_a_compiled_loop():
         "import test_programs as t\n"
         "from gradxform.kernels import _build, _program\n"
         "_program._FUSE_LIBM = True\n"
-        "_program.PROGRAM_MIN_LEAF = 0\n"
         "params = t._tree([(1300,), (24, 5), (1,)], seed=3)\n"
         "grads = t._grads(params, 0)\n"
         "grads['w002'] = jnp.array([jnp.nan], jnp.float32)\n"
