@@ -436,11 +436,6 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
             return None
         if not _FUSE_LIBM and any(ins[0] in _LIBM for ins in program.code):
             return None
-        if len(outputs) == 1 and math.prod(outputs[0].shape) >= SMALL_LEAF:
-            # XLA computes one output in one pass already (SGD's or Polyak's ``p - s g``): a
-            # program saves nothing on a large leaf and measured about 5% slower than XLA's
-            # loop. It still pays on small leaves, many of which share one call.
-            return None
         placed = [(out_position[id(x)], x, True) for x in outputs]
         # An input the step returns as another output (optimistic gradient descent keeps
         # this step's gradient, for example) is written out by the same pass, instead of by
@@ -450,6 +445,12 @@ def _plan(eqns: list[_Eqn], invals: list[_Val], outvals: list[_Val], aliases: di
                 if aliases.get(pos) != input_position[id(x)]:
                     program.ref(x)
                     placed.append((pos, x, False))
+        if len(placed) == 1 and math.prod(outputs[0].shape) >= SMALL_LEAF:
+            # XLA computes one output in one pass already (SGD's or Polyak's ``p - s g``): a
+            # program saves nothing on a large leaf and measured about 5% slower than XLA's
+            # loop. It still pays on small leaves, many of which share one call. An input
+            # written out as a second output counts: XLA would copy it in a pass of its own.
+            return None
         placed.sort(key=lambda t: t[0])
         program.positions = [t[0] for t in placed]
         program.outputs = [t[1] for t in placed]

@@ -204,6 +204,10 @@ def test_a_single_output_on_a_large_leaf_stays_with_xla_and_small_leaves_share_a
     # with a second output (momentum) the large leaf takes the program too
     tx = gx.chain(gx.trace(0.9), gx.scale(-1e-2))
     assert PROGRAM in _compiled(_fused(tx), large, tx.init(large), large)
+    # and so with a gradient the state keeps (optimistic gradient descent): the pass that
+    # updates the parameters writes it, where XLA would copy it in a pass of its own
+    tx = gx.optimistic_gradient_descent(1e-2)
+    assert PROGRAM in _compiled(_fused(tx), large, tx.init(large), large)
 
 
 @pytest.mark.parametrize("exponent", [0.5, -0.5, 2.0, -1.0, 1.0])
