@@ -17,6 +17,7 @@ error) is interpreted by the kernel instead, with the same arithmetic.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -32,15 +33,18 @@ ADAM_STEP = "gradxform_adam_step"
 SGD_STEP = "gradxform_sgd_step"
 PROGRAM_STEP = "gradxform_program_step"
 SM3_STEP = "gradxform_sm3_step"
+ADD_NOISE = "gradxform_add_noise"
 
 _SOURCE = Path(__file__).with_name("steps.cc")
 _OPS = Path(__file__).with_name("ops.h")  # included by steps.cc and by every compiled loop
-_SYMBOLS = {ADAM_STEP: "GradxformAdamStep", SGD_STEP: "GradxformSgdStep", PROGRAM_STEP: "GradxformProgramStep", SM3_STEP: "GradxformSm3Step"}
+_NOISE = Path(__file__).with_name("noise.h")  # included by steps.cc
+_SYMBOLS = {ADAM_STEP: "GradxformAdamStep", SGD_STEP: "GradxformSgdStep", PROGRAM_STEP: "GradxformProgramStep", SM3_STEP: "GradxformSm3Step", ADD_NOISE: "GradxformAddNoise"}
 _FLAGS = (
     "-O3",
     "-march=native",
     "-ffp-contract=off",  # no fused multiply-add: round as XLA does
     "-fno-math-errno",  # lets the compiler vectorize sqrt
+    "-fno-trapping-math",  # lets it compute both sides of a select (noise.h), same rounding
     "-std=c++17",
     "-shared",
     "-fPIC",
@@ -54,6 +58,19 @@ _loops: dict[tuple[int, ...], bool] = {}  # program -> whether its compiled loop
 _loaded: list[ctypes.CDLL] = []  # compiled loops' libraries stay loaded
 _DISABLE = "GRADXFORM_DISABLE_KERNELS"
 _INTERPRET = "GRADXFORM_INTERPRET_PROGRAMS"  # no compiled loops: the interpreter runs every program
+
+
+@functools.cache
+def cpu_only() -> bool:
+    """Whether this process has no backend but the CPU (then a kernel branch is the only one:
+    tracing a branch for another platform too would double the trace for nothing)."""
+    for name in ("gpu", "tpu", "METAL"):
+        try:
+            if jax.devices(name):
+                return False
+        except RuntimeError:
+            pass
+    return True
 
 
 def _cpu_id() -> str:
@@ -108,9 +125,10 @@ def _compile(cxx: str, stem: str, source: str, flags: list[str], version: str) -
 
     Returns the library's path, or None and why not.
     """
-    # ops.h is part of every source: its text is part of the key, and its folder is searched.
+    # The headers are part of every source: their text is part of the key, and their folder
+    # is searched.
     key = hashlib.sha256(
-        "\0".join([source, _OPS.read_text(), " ".join(_FLAGS + tuple(flags)), cxx, version, platform.machine(), _cpu_id()]).encode()
+        "\0".join([source, _OPS.read_text(), _NOISE.read_text(), " ".join(_FLAGS + tuple(flags)), cxx, version, platform.machine(), _cpu_id()]).encode()
     ).hexdigest()[:20]
     flags = [*flags, f"-I{_OPS.parent}"]
     folder = _cache_dir()

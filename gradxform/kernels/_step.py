@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -18,7 +17,8 @@ from gradxform.core import (
     find_states,
     is_transformation,
 )
-from gradxform.kernels._build import ADAM_STEP, SGD_STEP, SM3_STEP, kernel_status
+from gradxform.kernels._build import ADAM_STEP, SGD_STEP, SM3_STEP, cpu_only, kernel_status
+from gradxform.kernels._noise import sampling
 from gradxform.kernels._program import LEAVES_PER_CALL as _LEAVES_PER_CALL
 from gradxform.kernels import _program
 from gradxform.kernels._program import differentiated, plain_step, program_step
@@ -47,15 +47,17 @@ def update_and_apply(
     - any other step (ours or Optax's, alone or in a chain) is traced, and its per-leaf
       elementwise part becomes one small program per kind of leaf, compiled once to a C++
       loop (and cached on disk) and run for all the leaves in a few calls. Counts,
-      schedules, norms, random numbers and other work across elements stay with XLA.
+      schedules, norms, random numbers and other work across elements stay with XLA;
+    - `add_noise` (and so `noisy_sgd`) samples its Gaussian noise in a kernel that adds it
+      to the gradients in the same pass, where XLA evaluates Threefry as a loop over whole
+      arrays; the samples are ``jax.random.normal``'s up to the last bits.
 
     The numbers are the composition's, operation for operation, up to float32 rounding; the
     state is the one ``tx.update`` returns, so checkpoints, `hyperparams`, `set_hyperparams`
     and schedules work unchanged, and a run may switch between this and ``tx.update`` at any
     step. On other devices, for other dtypes, without ``jit``, for a step with no per-leaf
-    float32 part that reads only its arguments (noisy SGD's noise, for example), or when the
-    kernels could not be built (see `kernel_status`), it is exactly ``tx.update`` then
-    `apply_updates`.
+    float32 part that reads only its arguments, or when the kernels could not be built (see
+    `kernel_status`), it is exactly ``tx.update`` then `apply_updates`.
 
     Jit the step and donate the parameters and the state (``donate_argnums``), so the
     kernels update them in place. The kernels have no derivative, so a step that is being
@@ -103,31 +105,21 @@ def update_and_apply(
         return plain_step(tx, grads, state, params, extra)
 
     fused = None
-    if kernel and not differentiated(grads, state, params, extra) and not kernel_status():
-        fused = (
-            _kernel_step(tx, grads, state, params, extra)
-            or _sm3_step(tx, grads, state, params, extra)
-            or program_step(tx, grads, state, params, extra)
-        )
-    if fused is None:
-        return plain()
-    if _cpu_only():
-        return fused()
-    # With an accelerator present, the step may be placed on either: let lowering choose.
-    return jax.lax.platform_dependent(cpu=fused, default=plain)
-
-
-@functools.cache
-def _cpu_only() -> bool:
-    """Whether this process has no backend but the CPU (then the kernel branch is the only
-    one: tracing the other too would double the trace for nothing)."""
-    for platform in ("gpu", "tpu", "METAL"):
-        try:
-            if jax.devices(platform):
-                return False
-        except RuntimeError:
-            pass
-    return True
+    usable = kernel and not differentiated(grads, state, params, extra) and not kernel_status()
+    # `add_noise` samples its noise in a kernel while this step is traced, on either path.
+    with sampling(usable):
+        if usable:
+            fused = (
+                _kernel_step(tx, grads, state, params, extra)
+                or _sm3_step(tx, grads, state, params, extra)
+                or program_step(tx, grads, state, params, extra)
+            )
+        if fused is None:
+            return plain()
+        if cpu_only():
+            return fused()
+        # With an accelerator present, the step may be placed on either: let lowering choose.
+        return jax.lax.platform_dependent(cpu=fused, default=plain)
 
 
 def _is_f32_array(x: Any) -> bool:

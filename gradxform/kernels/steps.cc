@@ -34,6 +34,10 @@
 //   L row accumulators, L column accumulators. The reductions are taken in the same pass, so
 //   the step reads the gradients once where XLA reads them three times.
 //
+// gradxform_add_noise (gradxform.add_noise): y = g + s z, where z holds the leaf's standard
+// normal samples, those of jax.random.normal for its key (noise.h).
+//   operands: u32[2 L] (each leaf's key data), f32[1] (s), then L gradients; results: L arrays.
+//
 // gradxform_program_step (any other elementwise step, see _program.py): a small register
 // program, run over blocks of kBlock elements that stay in the L1 cache, so that the step still
 // reads and writes each array once however many operations it has.
@@ -62,6 +66,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "noise.h"
 #include "ops.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -454,6 +459,42 @@ ffi::Error ProgramStep(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::Remai
 }
 
 // ---------------------------------------------------------------------------------------------
+// Gaussian noise, sampled where it is added, so the samples never go through memory.
+
+__attribute__((noinline)) void noise_loop(uint32_t k0, uint32_t k1, float s,
+                                          const float* __restrict__ g, float* __restrict__ y,
+                                          int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; ++i) {
+    y[i] = g[i] + s * gradxform_noise::Normal(k0, k1, static_cast<uint64_t>(i));
+  }
+}
+
+struct NoiseBody : Body {
+  const uint32_t* keys = nullptr;
+  float scale = 0.0f;
+  void Run(size_t leaf, const float* const* in, float* const* out, int64_t lo, int64_t hi,
+           Scratch&) const override {
+    noise_loop(keys[2 * leaf], keys[2 * leaf + 1], scale, in[0], out[0], lo, hi);
+  }
+};
+
+ffi::Error NoiseStep(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets rets) {
+  constexpr const char* name = "gradxform_add_noise";
+  auto keys = args.get<ffi::Buffer<ffi::U32>>(0);
+  if (!keys.has_value()) return keys.error();
+  auto scale = args.get<ffi::Buffer<ffi::F32>>(1);
+  if (!scale.has_value()) return scale.error();
+  if (scale->element_count() != 1 || keys->element_count() != 2 * (args.size() - 2)) {
+    return ffi::Error::InvalidArgument(std::string(name) +
+                                       ": expected two key words per leaf and one scale");
+  }
+  auto body = std::make_unique<NoiseBody>();
+  body->keys = keys->typed_data();
+  body->scale = scale->typed_data()[0];
+  return RunStep(name, std::move(body), 1, 1, 2, pool, args, rets);
+}
+
+// ---------------------------------------------------------------------------------------------
 // SM3. Work is split into blocks of whole rows of one leaf; each block takes its rows' maxima
 // directly and folds its column maxima into the leaf's shared column maxima (under a lock),
 // which are written out once every block is done, since the blocks still read the old
@@ -624,6 +665,7 @@ GRADXFORM_STEP_HANDLER(GradxformAdamStep, AdamStep);
 GRADXFORM_STEP_HANDLER(GradxformSgdStep, SgdStep);
 GRADXFORM_STEP_HANDLER(GradxformProgramStep, ProgramStep);
 GRADXFORM_STEP_HANDLER(GradxformSm3Step, Sm3Step);
+GRADXFORM_STEP_HANDLER(GradxformAddNoise, NoiseStep);
 
 // Registers `loop` as the compiled form of the program `code` (`size` int32s). Called from
 // Python (ctypes) once the loop's library is loaded; the library stays loaded.

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.core import NON_NEGATIVE, EmptyState, GradientTransformation, new_count, safe_increment
+from gradxform.kernels._noise import add_gaussian_noise
 
 
 class AddNoiseState(NamedTuple):
@@ -60,7 +61,7 @@ def add_noise(eta: float, gamma: float, key: jax.Array | int = 0) -> GradientTra
         rng_key, sample_key = jax.random.split(state.rng_key)
         leaves, treedef = jax.tree.flatten(updates)
         keys = jax.random.split(sample_key, len(leaves))
-        noisy = [g + std.astype(g.dtype) * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)]
+        noisy = add_gaussian_noise(leaves, keys, std)
         return jax.tree.unflatten(treedef, noisy), AddNoiseState(count, rng_key)
 
     return GradientTransformation(init, update)

@@ -260,7 +260,8 @@ FALLBACKS = {
     "adam-bf16-moments": (lambda: gx.adam(1e-2, mu_dtype=jnp.bfloat16), jnp.float32),
     "radam-bf16-params": (lambda: gx.radam(1e-2), jnp.bfloat16),
     "sgd-bf16-momentum": (lambda: gx.sgd(1e-2, momentum=0.9, accumulator_dtype=jnp.bfloat16), jnp.float32),
-    "noisy_sgd": (lambda: gx.noisy_sgd(1e-2, key=0), jnp.float32),  # XLA makes the noise array
+    # noise with a key of another kind: XLA makes the noise array (test_noise.py: the kernel)
+    "noisy_sgd-rbg": (lambda: gx.noisy_sgd(1e-2, key=jax.random.key(0, impl="rbg")), jnp.float32),
 }
 
 

@@ -1,0 +1,85 @@
+"""Gaussian noise sampled by a kernel in the pass that adds it (`add_noise` in a fused step).
+
+XLA:CPU evaluates ``jax.random.normal`` with Threefry as a loop over whole arrays, so noisy
+SGD's step is dominated by making the noise (about 11 ns an element on a 2-core machine,
+where Adam's whole step takes under 1 ns). Inside `update_and_apply`, `add_noise` instead
+calls ``gradxform_add_noise`` (``steps.cc``, ``noise.h``), which computes each element's
+sample from its key and index in registers and adds it to the gradient: the same samples as
+``jax.random.normal`` up to the last bits of its logarithm, in one vectorized pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from gradxform.kernels._build import ADD_NOISE, cpu_only, kernel_status
+
+_SAMPLING = contextvars.ContextVar("gradxform_noise_kernel", default=False)
+# A call takes at most this many leaves (XLA's compile time grows faster than linearly in
+# one custom call's operands).
+_LEAVES_PER_CALL = 32
+
+
+@contextlib.contextmanager
+def sampling(enabled: bool) -> Iterator[None]:
+    """Within the block, `add_gaussian_noise` may use the kernel (`update_and_apply` sets
+    this while it traces a step that is not being differentiated)."""
+    token = _SAMPLING.set(enabled)
+    try:
+        yield
+    finally:
+        _SAMPLING.reset(token)
+
+
+def add_gaussian_noise(leaves: Sequence[jax.Array], keys: jax.Array, std: jax.Array) -> list[jax.Array]:
+    """``[g + std * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)]``.
+
+    Args:
+      leaves: the arrays to add noise to.
+      keys: a typed PRNG key array with one key per leaf.
+      std: the noise's standard deviation, a scalar.
+
+    Returns:
+      The noisy arrays. Inside `update_and_apply`'s traced step on a CPU, for float32 leaves
+      and Threefry keys with partitionable random bits (JAX's defaults), the kernel computes
+      them; everywhere else, ``jax.random.normal`` does.
+    """
+
+    def plain() -> list[jax.Array]:
+        return [g + std.astype(g.dtype) * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)]
+
+    if not _kernel_applies(leaves, keys):
+        return plain()
+
+    def fused() -> list[jax.Array]:
+        data = jax.random.key_data(keys).astype(jnp.uint32)
+        scale = jnp.reshape(std.astype(jnp.float32), (1,))
+        out: list[jax.Array] = []
+        for lo in range(0, len(leaves), _LEAVES_PER_CALL):
+            group = leaves[lo : lo + _LEAVES_PER_CALL]
+            call = jax.ffi.ffi_call(
+                ADD_NOISE, [jax.ShapeDtypeStruct(g.shape, jnp.float32) for g in group], vmap_method="sequential"
+            )
+            out.extend(call(data[lo : lo + len(group)].reshape(-1), scale, *group))
+        return out
+
+    if cpu_only():
+        return fused()
+    return jax.lax.platform_dependent(cpu=fused, default=plain)
+
+
+def _kernel_applies(leaves: Sequence[jax.Array], keys: jax.Array) -> bool:
+    return (
+        _SAMPLING.get()
+        and bool(leaves)
+        and any(isinstance(g, jax.core.Tracer) for g in leaves)  # eagerly: the plain path
+        and all(jnp.dtype(g.dtype) == jnp.float32 for g in leaves)
+        and str(jax.random.key_impl(keys)) == "threefry2x32"
+        and bool(jax.config.jax_threefry_partitionable)
+        and not kernel_status()
+    )
