@@ -142,6 +142,7 @@ class _Kernel(NamedTuple):
       scalars: the kernel's scalar operand, from the state after the step and the arguments.
       needs: the hyperparameters ``scalars`` reads from the state (a value given as a tracer
         when the optimizer was built is a constant of the step instead, not state).
+      small_leaves_to_xla: whether leaves under ``KERNEL_MIN_LEAF`` elements stay with XLA.
     """
 
     target: str
@@ -150,6 +151,7 @@ class _Kernel(NamedTuple):
     applies: Callable[[dict[str, Any]], bool]
     scalars: Callable[[HyperparamsState, dict[str, Any]], list[jax.Array]]
     needs: tuple[str, ...]
+    small_leaves_to_xla: bool = False
 
 
 def _adam_scalars(after: HyperparamsState, args: dict[str, Any]) -> list[jax.Array]:
@@ -182,6 +184,7 @@ _KERNELS: dict[str, _Kernel] = {
         lambda a: a.get("momentum") is not None and _f32_or_default(a, "accumulator_dtype"),
         _sgd_scalars,
         ("learning_rate", "momentum"),
+        small_leaves_to_xla=True,
     ),
 }
 
@@ -220,9 +223,10 @@ def _kernel_step(
         scalars = jnp.stack(kern.scalars(after, spec.args)).astype(jnp.float32)
         if differentiated(scalars):  # through a hyperparameter ``tx`` closes over
             return plain_step(tx, grads, state, params, extra)
-        # Small leaves stay with XLA, where they measured faster (`KERNEL_MIN_LEAF`).
-        big = [i for i, p in enumerate(p_leaves) if p.size >= _program.KERNEL_MIN_LEAF]
-        tiny = [i for i, p in enumerate(p_leaves) if p.size < _program.KERNEL_MIN_LEAF]
+        # SGD's small leaves stay with XLA, where they measured faster (`KERNEL_MIN_LEAF`).
+        floor = _program.KERNEL_MIN_LEAF if kern.small_leaves_to_xla else 0
+        big = [i for i, p in enumerate(p_leaves) if p.size >= floor]
+        tiny = [i for i, p in enumerate(p_leaves) if p.size < floor]
         new_columns: list[list[Any]] = [[None] * len(p_leaves) for _ in range(1 + kern.slots)]
         if big:
             # The parameters, then each state slot; the gradients (operand column 1) are only read.
