@@ -34,11 +34,11 @@ SGD_STEP = "gradxform_sgd_step"
 PROGRAM_STEP = "gradxform_program_step"
 SM3_STEP = "gradxform_sm3_step"
 ADD_NOISE = "gradxform_add_noise"
+ADAM8_STEP = "gradxform_adam8_step"
 
 _SOURCE = Path(__file__).with_name("steps.cc")
 _OPS = Path(__file__).with_name("ops.h")  # included by steps.cc and by every compiled loop
-_NOISE = Path(__file__).with_name("noise.h")  # included by steps.cc
-_SYMBOLS = {ADAM_STEP: "GradxformAdamStep", SGD_STEP: "GradxformSgdStep", PROGRAM_STEP: "GradxformProgramStep", SM3_STEP: "GradxformSm3Step", ADD_NOISE: "GradxformAddNoise"}
+_SYMBOLS = {ADAM_STEP: "GradxformAdamStep", SGD_STEP: "GradxformSgdStep", PROGRAM_STEP: "GradxformProgramStep", SM3_STEP: "GradxformSm3Step", ADD_NOISE: "GradxformAddNoise", ADAM8_STEP: "GradxformAdam8Step"}
 _FLAGS = (
     "-O3",
     "-march=native",
@@ -128,7 +128,7 @@ def _compile(cxx: str, stem: str, source: str, flags: list[str], version: str) -
     # The headers are part of every source: their text is part of the key, and their folder
     # is searched.
     key = hashlib.sha256(
-        "\0".join([source, _OPS.read_text(), _NOISE.read_text(), " ".join(_FLAGS + tuple(flags)), cxx, version, platform.machine(), _cpu_id()]).encode()
+        "\0".join([source, *(h.read_text() for h in sorted(_OPS.parent.glob("*.h"))), " ".join(_FLAGS + tuple(flags)), cxx, version, platform.machine(), _cpu_id()]).encode()
     ).hexdigest()[:20]
     flags = [*flags, f"-I{_OPS.parent}"]
     folder = _cache_dir()

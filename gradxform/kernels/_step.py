@@ -16,14 +16,16 @@ from gradxform.core import (
     call_update,
     find_states,
     is_transformation,
+    safe_increment,
 )
-from gradxform.kernels._build import ADAM_STEP, SGD_STEP, SM3_STEP, cpu_only, kernel_status
+from gradxform.kernels._build import ADAM8_STEP, ADAM_STEP, SGD_STEP, SM3_STEP, cpu_only, kernel_status
 from gradxform.kernels._noise import sampling
 from gradxform.kernels._program import LEAVES_PER_CALL as _LEAVES_PER_CALL
 from gradxform.kernels import _program
 from gradxform.kernels._program import differentiated, plain_step, program_step
 from gradxform.primitives.factored import Sm3State
 from gradxform.primitives.moments import CountState, EmaState, TraceState, debias
+from gradxform.wrappers.quantized import QuantizedArray, QuantizedState, decode_table
 
 
 def update_and_apply(
@@ -48,6 +50,9 @@ def update_and_apply(
       elementwise part becomes one small program per kind of leaf, compiled once to a C++
       loop (and cached on disk) and run for all the leaves in a few calls. Counts,
       schedules, norms, random numbers and other work across elements stay with XLA;
+    - `quantized_state` around `adam` or `adamw` decodes, steps and encodes each block of
+      both 8-bit moments in one pass, where XLA moves every moment through memory several
+      times (the codes are the ones XLA would write);
     - `add_noise` (and so `noisy_sgd`) samples its Gaussian noise in a kernel that adds it
       to the gradients in the same pass, where XLA evaluates Threefry as a loop over whole
       arrays; the samples are ``jax.random.normal``'s up to the last bits.
@@ -82,6 +87,8 @@ def update_and_apply(
       https://arxiv.org/abs/1412.6980
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
       https://arxiv.org/abs/1711.05101
+      Dettmers, Lewis, Shleifer & Zettlemoyer, "8-bit Optimizers via Block-wise
+      Quantization", ICLR 2022. https://arxiv.org/abs/2110.02861
       Anil, Gupta, Koren & Singer, "Memory-Efficient Adaptive Optimization", NeurIPS 2019.
       https://arxiv.org/abs/1901.11150
       Sutskever, Martens, Dahl & Hinton, "On the importance of initialization and momentum
@@ -112,6 +119,7 @@ def update_and_apply(
             fused = (
                 _kernel_step(tx, grads, state, params, extra)
                 or _sm3_step(tx, grads, state, params, extra)
+                or _quantized_adam_step(tx, grads, state, params, extra)
                 or program_step(tx, grads, state, params, extra)
             )
         if fused is None:
@@ -308,6 +316,90 @@ def _sm3_step(
         new_accs = [[r, c] if p.ndim == 2 else [c] for r, c, p in zip(new_r, new_c, p_leaves)]
         new_state = _with_nodes(_with_nodes(after, Sm3State, [treedef.unflatten(new_accs)]), EmaState, [treedef.unflatten(new_m)])
         return treedef.unflatten(new_p), new_state
+
+    return fused
+
+
+def _quantized_adam_step(
+    tx: GradientTransformation, grads: Updates, state: State, params: Params, extra: dict[str, Any]
+) -> Callable[[], tuple[Params, State]] | None:
+    """`quantized_state` around `adam` or `adamw` as a thunk: each block of both 8-bit moments
+    is decoded, stepped and encoded in one pass (``adam8.h``); leaves whose moments are too
+    small to be quantized take Adam's kernel. None where this does not apply."""
+    spec = getattr(tx, "spec", None)
+    if spec is None or spec.name != "quantized_state" or not isinstance(state, QuantizedState):
+        return None
+    inner = spec.args["inner"]
+    inner_spec = getattr(inner, "spec", None)
+    inner_state = state.inner_state
+    if inner_spec is None or _KERNELS.get(inner_spec.name) is not _ADAM or not _ADAM.applies(inner_spec.args):
+        return None
+    if not isinstance(inner_state, HyperparamsState) or not all(n in inner_state.hyperparams for n in _ADAM.needs):
+        return None
+    nodes = find_states(inner_state.inner_state, EmaState)
+    if len(nodes) != 2:
+        return None
+    p_leaves, treedef = jax.tree.flatten(params)
+    try:
+        columns = [p_leaves, treedef.flatten_up_to(grads), *(treedef.flatten_up_to(n.ema) for n in nodes)]
+    except (ValueError, TypeError):
+        return None
+    if not p_leaves:
+        return None
+    for p, g, m, v in zip(*columns):
+        if not (_is_f32_array(p) and _is_f32_array(g) and g.shape == p.shape):
+            return None
+        moments = [x for x in (m, v) if isinstance(x, QuantizedArray)]
+        if len(moments) == 1:
+            return None
+        for x in moments or (m, v):
+            plain = not isinstance(x, QuantizedArray)
+            if (x.shape != p.shape) or (jnp.dtype(x.dtype) != jnp.float32) or (plain and not _is_f32_array(x)):
+                return None
+        if moments and moments[0].codes.shape != moments[1].codes.shape:
+            return None
+
+    def fused() -> tuple[Params, State]:
+        nothing = jnp.zeros((0,), jnp.float32)
+        shadow = _with_nodes(inner_state, EmaState, [nothing, nothing])
+        _, after = call_update(inner, nothing, shadow, nothing, extra)
+        scalars = jnp.stack(_adam_scalars(after, inner_spec.args)).astype(jnp.float32)
+        if differentiated(scalars):
+            return plain_step(tx, grads, state, params, extra)
+        count = safe_increment(state.count)
+        # quantized_state seeds each array's rounding with its position among the inner
+        # state's leaves and the step: the same positions, read off the state's structure.
+        positions = jax.tree.unflatten(
+            jax.tree.structure(inner_state, is_leaf=lambda x: isinstance(x, QuantizedArray)),
+            range(len(jax.tree.leaves(inner_state, is_leaf=lambda x: isinstance(x, QuantizedArray)))),
+        )
+        m_at, v_at = (treedef.flatten_up_to(n.ema) for n in find_states(positions, EmaState))
+        quantized = [i for i, m in enumerate(columns[2]) if isinstance(m, QuantizedArray)]
+        rest = [i for i in range(len(p_leaves)) if i not in set(quantized)]
+        new_p: list[Any] = [None] * len(p_leaves)
+        new_m: list[Any] = [None] * len(p_leaves)
+        new_v: list[Any] = [None] * len(p_leaves)
+        if quantized:
+            stochastic = jnp.float32(1.0 if spec.args["stochastic_rounding"] else 0.0)
+            head = jnp.concatenate([scalars, jnp.asarray(decode_table()), stochastic[None]])
+            seed = lambda at: (count * 7919 + at).astype(jnp.uint32)  # noqa: E731
+            qcols = [[p_leaves[i] for i in quantized], [columns[1][i] for i in quantized]]
+            for slot in (2, 3):
+                qs = [columns[slot][i] for i in quantized]
+                qcols += [[q.codes for q in qs], [q.absmax for q in qs], [q.nonneg for q in qs]]
+            qcols.append([jnp.stack([seed(m_at[i]), seed(v_at[i])]) for i in quantized])
+            out = _call_in_groups(ADAM8_STEP, head, qcols, [0, 2, 3, 4, 5, 6, 7])
+            for k, i in enumerate(quantized):
+                new_p[i] = out[0][k]
+                old_m, old_v = columns[2][i], columns[3][i]
+                new_m[i] = QuantizedArray(out[1][k], out[2][k], out[3][k], old_m.shape, old_m.dtype)
+                new_v[i] = QuantizedArray(out[4][k], out[5][k], out[6][k], old_v.shape, old_v.dtype)
+        if rest:
+            out = _call_in_groups(ADAM_STEP, scalars, [[c[i] for i in rest] for c in columns], [0, 2, 3])
+            for k, i in enumerate(rest):
+                new_p[i], new_m[i], new_v[i] = out[0][k], out[1][k], out[2][k]
+        new_inner = _with_nodes(after, EmaState, [treedef.unflatten(new_m), treedef.unflatten(new_v)])
+        return treedef.unflatten(new_p), QuantizedState(count, new_inner)
 
     return fused
 

@@ -34,6 +34,8 @@
 //   L row accumulators, L column accumulators. The reductions are taken in the same pass, so
 //   the step reads the gradients once where XLA reads them three times.
 //
+// gradxform_adam8_step (gradxform.quantized_state(adam)): see adam8.h.
+//
 // gradxform_add_noise (gradxform.add_noise): y = g + s z, where z holds the leaf's standard
 // normal samples, those of jax.random.normal for its key (noise.h).
 //   operands: u32[2 L] (each leaf's key data), f32[1] (s), then L gradients; results: L arrays.
@@ -66,6 +68,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "adam8.h"
 #include "noise.h"
 #include "ops.h"
 #include "xla/ffi/api/ffi.h"
@@ -666,6 +669,7 @@ GRADXFORM_STEP_HANDLER(GradxformSgdStep, SgdStep);
 GRADXFORM_STEP_HANDLER(GradxformProgramStep, ProgramStep);
 GRADXFORM_STEP_HANDLER(GradxformSm3Step, Sm3Step);
 GRADXFORM_STEP_HANDLER(GradxformAddNoise, NoiseStep);
+GRADXFORM_STEP_HANDLER(GradxformAdam8Step, gradxform_adam8::Step);
 
 // Registers `loop` as the compiled form of the program `code` (`size` int32s). Called from
 // Python (ctypes) once the loop's library is loaded; the library stays loaded.
