@@ -8,7 +8,11 @@
 // small leaves cost one call instead of a few loops each.
 //
 // The arithmetic is the composition's, operation for operation, and the library is built with
-// -ffp-contract=off so that no multiply-add is fused and the rounding matches XLA's.
+// -ffp-contract=off so that no multiply-add is fused. XLA:CPU fuses some (a product added to a
+// value, depending on how it fused the loops) and divides by a scalar as a multiplication by
+// its inverse, so results agree with the plain step to float32 rounding, not always bit for
+// bit. adam8.h writes out the fused multiply-adds of the one composition it replaces, because
+// its codes depend on the last bit.
 //
 // gradxform_adam_step (gradxform.adam / adamw), with bc1 = 1 - b1^t, bc2 = 1 - b2^t:
 //   m <- (1 - b1) g + b1 m          v <- (1 - b2) g^2 + b2 v
