@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "pool.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace gradxform_adam8 {
@@ -227,7 +228,7 @@ struct Work {
                 x.nonneg_out[1] + b);
   }
 
-  void Run() {
+  void work() {
     std::vector<float> scratch;
     for (;;) {
       const int64_t k = next.fetch_add(1, std::memory_order_relaxed);
@@ -318,15 +319,7 @@ inline ffi::Error Step(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::Remai
       work->units.push_back({i, lo, std::min(x.blocks, lo + kBlocksPerUnit)});
     }
   }
-  const int64_t n_units = static_cast<int64_t>(work->units.size());
-  const int64_t helpers = std::min<int64_t>(pool.num_threads() - 1, n_units - 1);
-  for (int64_t t = 0; t < helpers; ++t) {
-    pool.Schedule([work] { work->Run(); });
-  }
-  work->Run();
-  while (work->done.load(std::memory_order_acquire) < n_units) {
-    std::this_thread::yield();
-  }
+  gradxform_pool::RunShared(pool, work, static_cast<int64_t>(work->units.size()));
   return ffi::Error::Success();
 }
 

@@ -75,6 +75,7 @@
 #include "adam8.h"
 #include "noise.h"
 #include "ops.h"
+#include "pool.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -409,15 +410,7 @@ ffi::Error RunStep(const char* name, std::unique_ptr<Body> body, size_t n_in, si
   }
 
   step->chunks = (step->starts.back() + kChunk - 1) / kChunk;
-  // The caller works too, so one pool thread fewer than the pool has keeps every core busy.
-  const int64_t helpers = std::min<int64_t>(pool.num_threads() - 1, step->chunks - 1);
-  for (int64_t t = 0; t < helpers; ++t) {
-    pool.Schedule([step] { step->work(); });
-  }
-  step->work();
-  while (step->done.load(std::memory_order_acquire) < step->chunks) {
-    std::this_thread::yield();
-  }
+  gradxform_pool::RunShared(pool, step, step->chunks);
   return ffi::Error::Success();
 }
 
@@ -645,15 +638,7 @@ ffi::Error Sm3Step(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::Remaining
       step->blocks.push_back({i, lo, std::min(x.rows, lo + per)});
     }
   }
-  const int64_t n_blocks = static_cast<int64_t>(step->blocks.size());
-  const int64_t helpers = std::min<int64_t>(pool.num_threads() - 1, n_blocks - 1);
-  for (int64_t t = 0; t < helpers; ++t) {
-    pool.Schedule([step] { step->work(); });
-  }
-  step->work();
-  while (step->done.load(std::memory_order_acquire) < n_blocks) {
-    std::this_thread::yield();
-  }
+  gradxform_pool::RunShared(pool, step, static_cast<int64_t>(step->blocks.size()));
   std::lock_guard<std::mutex> hold(step->lock);
   for (Sm3Leaf& x : step->leaves) {
     std::copy(x.col_max.begin(), x.col_max.end(), x.c_out);
