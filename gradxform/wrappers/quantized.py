@@ -254,7 +254,7 @@ def quantized_state(
     hyperparameters stay as they are. Each ``update`` decodes the state, runs ``inner`` on
     float32 values and encodes its new state; the updates are ``inner``'s. Around `adam` or
     `adamw`, `update_and_apply` does all three for each block in one pass on a CPU (about
-    twice the time of a float32 Adam step, where XLA takes six to twelve times as long).
+    twice the time of a float32 Adam step, where XLA takes 8 to 17 times as long).
 
     A slowly moving average (Adam's second moment, ``b2 = 0.999``) changes by less than a
     quantization level per step; rounded to the nearest level it would stay stuck, and its
