@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform.kernels._build import ADD_NOISE, cpu_only, kernel_status
+from gradxform.kernels._program import differentiated
 
 _SAMPLING = contextvars.ContextVar("gradxform_noise_kernel", default=False)
 # A call takes at most this many leaves (XLA's compile time grows faster than linearly in
@@ -53,7 +54,9 @@ def add_gaussian_noise(leaves: Sequence[jax.Array], keys: jax.Array, std: jax.Ar
     def plain() -> list[jax.Array]:
         return [g + std.astype(g.dtype) * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)]
 
-    if not _kernel_applies(leaves, keys):
+    if not _kernel_applies(leaves, keys) or differentiated(leaves, std):
+        # The kernel has no derivative: gradients through the noisy values (a scale the
+        # optimizer closes over, for example) take jax.random.normal's composition.
         return plain()
 
     def fused() -> list[jax.Array]:

@@ -7,7 +7,8 @@
 // The arithmetic is quantized.py's, operation for operation (its dequantize, Adam as in
 // steps.cc, its _encode and _uniform), so the codes are the ones XLA would write:
 //   decode   x = table[code + (nonneg ? 256 : 0)] * absmax
-//   encode   absmax = max |x|, nonneg = min x >= 0 over the block (padding counts as 0);
+//   encode   absmax = max |x|, nonneg = min x >= 0 over the block (padding counts as 0, a NaN
+//            does not);
 //            a = |x| / (absmax > 0 ? absmax : 1); r = level(nonneg ? sqrt(a) : a, u);
 //            code = r | (x < 0 and not nonneg ? 128 : 0)
 //   u        0.5 (nearest), or a hash of the value's index in the padded array and the seed.
@@ -114,18 +115,17 @@ __attribute__((noinline)) void EncodeValues(const float* __restrict__ x, int64_t
 }
 
 // Encodes one block of `size` values (padding included), as quantize does: the block's
-// largest magnitude and smallest value (NaN propagating, as XLA's max and min), then a code
-// per value.
+// largest magnitude and smallest value, then a code per value. A NaN is left out of the
+// maximum and minimum, as in XLA's fused plain step, so one NaN gradient costs its own value
+// and not the block's scale: the other values of the block still decode to numbers.
 inline void EncodeBlock(const float* x, int64_t size, uint32_t first, bool stochastic, uint32_t seed,
                         uint8_t* codes, float* absmax, bool* nonneg) {
-  // Kept per lane, so that the reductions vectorize; a NaN is counted apart.
+  // Kept per lane, so that the reductions vectorize.
   constexpr int64_t kLanes = 16;
   float tops[kLanes], bottoms[kLanes];
-  int32_t nans[kLanes];
   for (int64_t k = 0; k < kLanes; ++k) {
     tops[k] = 0.0f;
     bottoms[k] = INFINITY;
-    nans[k] = 0;
   }
   const int64_t whole = size / kLanes * kLanes;
   for (int64_t j = 0; j < whole; j += kLanes) {
@@ -134,22 +134,17 @@ inline void EncodeBlock(const float* x, int64_t size, uint32_t first, bool stoch
       const float aj = std::fabs(xj);
       tops[k] = aj > tops[k] ? aj : tops[k];
       bottoms[k] = xj < bottoms[k] ? xj : bottoms[k];
-      nans[k] |= xj != xj ? 1 : 0;
     }
   }
   float top = 0.0f, bottom = INFINITY;
-  bool nan = false;
   for (int64_t k = 0; k < kLanes; ++k) {
-    top = std::max(top, tops[k]);
-    bottom = std::min(bottom, bottoms[k]);
-    nan |= nans[k] != 0;
+    top = tops[k] > top ? tops[k] : top;
+    bottom = bottoms[k] < bottom ? bottoms[k] : bottom;
   }
   for (int64_t j = whole; j < size; ++j) {
-    top = std::max(top, std::fabs(x[j]));
-    bottom = std::min(bottom, x[j]);
-    nan |= x[j] != x[j];
+    top = std::fabs(x[j]) > top ? std::fabs(x[j]) : top;
+    bottom = x[j] < bottom ? x[j] : bottom;
   }
-  if (nan) top = bottom = NAN;
   const bool unsigned_map = bottom >= 0.0f;
   const float scale = top > 0.0f ? top : 1.0f;
   if (unsigned_map) {

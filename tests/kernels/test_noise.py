@@ -139,3 +139,19 @@ def test_a_differentiated_step_and_a_vmapped_one():
     want = vmapped(_plain(tx))(batch, state, batch)
     assert_trees_close(got[0], want[0], rtol=1e-5, atol=1e-6)
     _assert_identical(got[1], want[1])
+
+
+def test_a_derivative_through_a_value_the_optimizer_closes_over_keeps_the_composition():
+    """The kernel has no derivative: noise added to values that depend on a traced scale
+    (captured by the optimizer, not passed as an argument) takes jax.random.normal's path."""
+    params = {"w": jnp.arange(1.0, 4.0, dtype=jnp.float32)}
+
+    def total(scale, kernel):
+        tx = gx.chain(gx.scale(scale), gx.add_noise(0.5, 0.55, key=0))
+        new, _ = gx.update_and_apply(tx, params, tx.init(params), params, kernel=kernel)
+        return jnp.sum(new["w"])
+
+    got = jax.jit(jax.grad(lambda s: total(s, True)))(2.0)
+    want = jax.jit(jax.grad(lambda s: total(s, False)))(2.0)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(got, float(jnp.sum(params["w"])), rtol=1e-6)  # d/ds of sum(p + s p + n)

@@ -140,3 +140,25 @@ def test_a_hyperparameter_changed_between_steps_reaches_the_kernel():
         a, b = fused(*a, g), plain(*b, g)
     _assert_params_close(a[0], b[0])
     _assert_same_state(a[1], b[1])
+
+
+def test_a_nan_gradient_costs_its_own_value_not_its_blocks_scale():
+    """A NaN is left out of a block's maximum and minimum (as in XLA's fused plain step), so
+    the block's other values keep their codes and decode to numbers."""
+    tx = gx.quantized_state(gx.adam(1e-2), stochastic_rounding=False)
+    params = {"w": jnp.linspace(-1.0, 1.0, 5000, dtype=jnp.float32)}
+    grads = {"w": jnp.linspace(0.01, 0.1, 5000, dtype=jnp.float32).at[3].set(jnp.nan)}
+    got = jax.jit(_fused(tx))(params, tx.init(params), grads)
+    want = jax.jit(_plain(tx))(params, tx.init(params), grads)
+    for new, old in zip(jax.tree.leaves(got[1]), jax.tree.leaves(want[1])):
+        new, old = np.asarray(new), np.asarray(old)
+        if new.dtype == np.uint8:
+            keep = np.ones(new.shape, bool)
+            keep[0, 3] = False
+            np.testing.assert_array_equal(new[keep], old[keep])
+        else:
+            np.testing.assert_array_equal(new, old)
+    moments = got[1].inner_state.inner_state[0].left[0].ema["w"]
+    assert np.isfinite(np.asarray(moments.absmax)).all()
+    decoded = np.asarray(gx.dequantize(moments))
+    assert np.isfinite(np.delete(decoded, 3)).all()
