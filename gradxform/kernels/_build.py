@@ -42,7 +42,7 @@ _SYMBOLS = {ADAM_STEP: "GradxformAdamStep", SGD_STEP: "GradxformSgdStep", PROGRA
 _FLAGS = (
     "-O3",
     "-march=native",
-    "-ffp-contract=off",  # no fused multiply-add: round as XLA does
+    "-ffp-contract=off",  # fused multiply-adds only where written (std::fma in adam8.h)
     "-fno-math-errno",  # lets the compiler vectorize sqrt
     "-fno-trapping-math",  # lets it compute both sides of a select (noise.h), same rounding
     "-std=c++17",

@@ -18,12 +18,9 @@ import jax
 import jax.numpy as jnp
 
 from gradxform.kernels._build import ADD_NOISE, cpu_only, kernel_status
-from gradxform.kernels._program import differentiated
+from gradxform.kernels._program import LEAVES_PER_CALL, differentiated
 
 _SAMPLING = contextvars.ContextVar("gradxform_noise_kernel", default=False)
-# A call takes at most this many leaves (XLA's compile time grows faster than linearly in
-# one custom call's operands).
-_LEAVES_PER_CALL = 32
 
 
 @contextlib.contextmanager
@@ -63,8 +60,8 @@ def add_gaussian_noise(leaves: Sequence[jax.Array], keys: jax.Array, std: jax.Ar
         data = jax.random.key_data(keys).astype(jnp.uint32)
         scale = jnp.reshape(std.astype(jnp.float32), (1,))
         out: list[jax.Array] = []
-        for lo in range(0, len(leaves), _LEAVES_PER_CALL):
-            group = leaves[lo : lo + _LEAVES_PER_CALL]
+        for lo in range(0, len(leaves), LEAVES_PER_CALL):
+            group = leaves[lo : lo + LEAVES_PER_CALL]
             call = jax.ffi.ffi_call(
                 ADD_NOISE, [jax.ShapeDtypeStruct(g.shape, jnp.float32) for g in group], vmap_method="sequential"
             )

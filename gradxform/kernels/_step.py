@@ -222,12 +222,7 @@ def _kernel_step(
             return None
 
     def fused() -> tuple[Params, State]:
-        # The scalar part of the state (counts, hyperparameters, schedules) comes from the
-        # composition itself, run on one empty array: it does not depend on the tree, costs
-        # nothing, and cannot drift from what ``tx.update`` does.
-        nothing = jnp.zeros((0,), jnp.float32)
-        shadow = _with_nodes(state, kern.node, [nothing] * kern.slots)
-        _, after = call_update(tx, nothing, shadow, nothing, extra)
+        after = _scalar_part(tx, state, kern.node, kern.slots, extra)
         scalars = jnp.stack(kern.scalars(after, spec.args)).astype(jnp.float32)
         if differentiated(scalars):  # through a hyperparameter ``tx`` closes over
             return plain_step(tx, grads, state, params, extra)
@@ -360,22 +355,18 @@ def _quantized_adam_step(
             return None
 
     def fused() -> tuple[Params, State]:
-        nothing = jnp.zeros((0,), jnp.float32)
-        shadow = _with_nodes(inner_state, EmaState, [nothing, nothing])
-        _, after = call_update(inner, nothing, shadow, nothing, extra)
+        after = _scalar_part(inner, inner_state, EmaState, 2, extra)
         scalars = jnp.stack(_adam_scalars(after, inner_spec.args)).astype(jnp.float32)
         if differentiated(scalars):
             return plain_step(tx, grads, state, params, extra)
         count = safe_increment(state.count)
         # quantized_state seeds each array's rounding with its position among the inner
         # state's leaves and the step: the same positions, read off the state's structure.
-        positions = jax.tree.unflatten(
-            jax.tree.structure(inner_state, is_leaf=lambda x: isinstance(x, QuantizedArray)),
-            range(len(jax.tree.leaves(inner_state, is_leaf=lambda x: isinstance(x, QuantizedArray)))),
-        )
+        arrays, structure = jax.tree.flatten(inner_state, is_leaf=lambda x: isinstance(x, QuantizedArray))
+        positions = structure.unflatten(range(len(arrays)))
         m_at, v_at = (treedef.flatten_up_to(n.ema) for n in find_states(positions, EmaState))
         quantized = [i for i, m in enumerate(columns[2]) if isinstance(m, QuantizedArray)]
-        rest = [i for i in range(len(p_leaves)) if i not in set(quantized)]
+        rest = [i for i, m in enumerate(columns[2]) if not isinstance(m, QuantizedArray)]
         new_p: list[Any] = [None] * len(p_leaves)
         new_m: list[Any] = [None] * len(p_leaves)
         new_v: list[Any] = [None] * len(p_leaves)
@@ -402,6 +393,16 @@ def _quantized_adam_step(
         return treedef.unflatten(new_p), QuantizedState(count, new_inner)
 
     return fused
+
+
+def _scalar_part(tx: GradientTransformation, state: Any, node: type, slots: int, extra: dict[str, Any]) -> Any:
+    """The state ``tx.update`` returns when every ``node`` holds one empty array in place of
+    its per-parameter arrays. Its counts, hyperparameters and schedules are the step's: they
+    do not depend on the tree, cost nothing to compute this way, and cannot drift from what
+    ``tx.update`` does."""
+    nothing = jnp.zeros((0,), jnp.float32)
+    _, after = call_update(tx, nothing, _with_nodes(state, node, [nothing] * slots), nothing, extra)
+    return after
 
 
 def _call_in_groups(
