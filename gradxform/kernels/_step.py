@@ -6,6 +6,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.extend import core as jcore
 
 from gradxform._factory import HyperparamsState
 from gradxform.core import (
@@ -20,6 +21,7 @@ from gradxform.core import (
 )
 from gradxform.kernels._build import ADAM8_STEP, ADAM_STEP, SGD_STEP, SM3_STEP, cpu_only, kernel_status
 from gradxform.kernels._noise import sampling
+from gradxform.kernels._placed import placed
 from gradxform.kernels._program import LEAVES_PER_CALL as _LEAVES_PER_CALL
 from gradxform.kernels import _program
 from gradxform.kernels._program import differentiated, plain_step, program_step
@@ -65,8 +67,11 @@ def update_and_apply(
     `kernel_status`), it is exactly ``tx.update`` then `apply_updates`.
 
     Jit the step and donate the parameters and the state (``donate_argnums``), so the
-    kernels update them in place. The kernels have no derivative, so a step that is being
-    differentiated (``jax.grad`` through it, for meta-learning) is the plain composition.
+    kernels update them in place. Whether the kernels run is decided when XLA's program is
+    built: a step lowered for a GPU or TPU (also from a CPU host, by ``jax.export`` or an
+    ahead-of-time compile) is the plain composition. The kernels have no derivative, so a
+    step that is being differentiated (``jax.grad`` through it, for meta-learning, also
+    through an already-jitted step) has the plain composition's derivative.
 
     Args:
       tx: the optimizer (any gradient transformation, ours or Optax's).
@@ -108,26 +113,65 @@ def update_and_apply(
             f"update_and_apply: tx must be a gradient transformation (init, update), got {type(tx).__name__}"
         )
 
-    def plain() -> tuple[Params, State]:
+    usable = kernel and not differentiated(grads, state, params, extra) and not kernel_status()
+    leaves, tree = jax.tree.flatten((grads, state, params, extra))
+    traced = [i for i, x in enumerate(leaves) if isinstance(x, jax.core.Tracer)]
+    if not usable or not traced:  # eagerly, the plain composition is as fast
         return plain_step(tx, grads, state, params, extra)
 
-    fused = None
-    usable = kernel and not differentiated(grads, state, params, extra) and not kernel_status()
-    # `add_noise` samples its noise in a kernel while this step is traced, on either path.
-    with sampling(usable):
-        if usable:
-            fused = (
-                _kernel_step(tx, grads, state, params, extra)
-                or _sm3_step(tx, grads, state, params, extra)
-                or _quantized_adam_step(tx, grads, state, params, extra)
-                or program_step(tx, grads, state, params, extra)
-            )
-        if fused is None:
-            return plain()
+    def rebuild(operands: tuple[Any, ...]) -> tuple[Updates, State, Params, dict[str, Any]]:
+        values = list(leaves)
+        for i, x in zip(traced, operands):
+            values[i] = x
+        return tree.unflatten(values)
+
+    out_trees = []
+
+    def fused_flat(*operands: Any) -> list[Any]:
+        flat, out_tree = jax.tree.flatten(_kernels_step(tx, *rebuild(operands)))
+        out_trees.append(out_tree)
+        return flat
+
+    def plain_flat(*operands: Any) -> list[Any]:
+        return jax.tree.leaves(plain_step(tx, *rebuild(operands)))
+
+    operands = [leaves[i] for i in traced]
+    fused = jax.make_jaxpr(fused_flat)(*operands)
+    if not _has_kernel(fused.jaxpr):
+        return out_trees[-1].unflatten(jcore.jaxpr_as_fun(fused)(*operands))
+    if fused.effects or any(isinstance(c, jax.core.Tracer) for c in fused.consts):
+        # The step closes over traced values (a hyperparameter given as a tracer, perhaps
+        # being differentiated) or has effects, so it cannot be traced again later: it is
+        # traced here, where the kernels can see those values, with both branches.
+        def here() -> tuple[Params, State]:
+            return _kernels_step(tx, grads, state, params, extra)
+
         if cpu_only():
-            return fused()
-        # With an accelerator present, the step may be placed on either: let lowering choose.
-        return jax.lax.platform_dependent(cpu=fused, default=plain)
+            return here()
+        return jax.lax.platform_dependent(cpu=here, default=lambda: plain_step(tx, grads, state, params, extra))
+    return out_trees[-1].unflatten(placed(fused, plain_flat, operands))
+
+
+def _kernels_step(
+    tx: GradientTransformation, grads: Updates, state: State, params: Params, extra: dict[str, Any]
+) -> tuple[Params, State]:
+    """The step with every kernel that applies (the plain composition where none does)."""
+    # `add_noise` samples its noise in a kernel while this step is traced, on either path.
+    with sampling(True):
+        step = (
+            _kernel_step(tx, grads, state, params, extra)
+            or _sm3_step(tx, grads, state, params, extra)
+            or _quantized_adam_step(tx, grads, state, params, extra)
+            or program_step(tx, grads, state, params, extra)
+        )
+        return step() if step is not None else plain_step(tx, grads, state, params, extra)
+
+
+def _has_kernel(jaxpr: jcore.Jaxpr) -> bool:
+    """Whether ``jaxpr`` calls one of the kernels (an FFI call), at any depth."""
+    return any(eqn.primitive.name == "ffi_call" for eqn in jaxpr.eqns) or any(
+        _has_kernel(sub) for sub in jcore.subjaxprs(jaxpr)
+    )
 
 
 def _is_f32_array(x: Any) -> bool:

@@ -1,0 +1,124 @@
+"""Where `gx.update_and_apply`'s kernels go: into a program lowered for a CPU, never into one
+lowered for another platform, whatever devices the process has; and a jitted step with
+kernels can be differentiated and batched from outside.
+
+Lowering for CUDA or a TPU needs no such device: ``jax.export`` lowers for any platform. The
+oracle for numbers is the plain composition (``tx.update`` then ``gx.apply_updates``).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+from jax import export
+
+import gradxform as gx
+from harness import assert_trees_close
+from stepping import fused_step, grads, plain_step, tree
+
+
+
+def _close(got, want, **tol):
+    """assert_trees_close, with random keys compared by their data."""
+    def data(x):
+        return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
+    tol = {"rtol": 1e-6, "atol": 1e-7, **tol}
+    assert_trees_close(jax.tree.map(data, got), jax.tree.map(data, want), **tol)
+
+# One optimizer per kind of kernel: hand-written (Adam, SGD with momentum, SM3), a generated
+# program (Lion), 8-bit moments, the noise kernel.
+MAKERS = {
+    "adam": lambda: gx.adam(1e-2),
+    "sgd+momentum": lambda: gx.sgd(1e-2, momentum=0.9),
+    "sm3": lambda: gx.sm3(0.1),
+    "lion": lambda: gx.lion(1e-3),
+    "8-bit adam": lambda: gx.quantized_state(gx.adam(1e-2)),
+    "noisy_sgd": lambda: gx.noisy_sgd(1e-2, key=0),
+}
+# Large enough that every kernel takes the leaf (8-bit moments quantize it, SGD's floor).
+SIZES = [(96, 96), (7,)]
+
+
+def _lowered(tx, platforms):
+    params = tree(SIZES)
+    step = jax.jit(fused_step(tx), donate_argnums=(0, 1))
+    return export.export(step, platforms=platforms)(params, tx.init(params), grads(params, 0))
+
+
+def _kernel_calls(text):
+    return [line for line in text.splitlines() if "custom_call @gradxform_" in line]
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_the_cpu_program_has_the_kernels(name):
+    params = tree(SIZES)
+    tx = MAKERS[name]()
+    text = jax.jit(fused_step(tx)).lower(params, tx.init(params), grads(params, 0)).as_text()
+    assert _kernel_calls(text), text[:2000]
+
+
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+@pytest.mark.parametrize("name", MAKERS)
+def test_a_step_lowered_for_an_accelerator_is_the_plain_composition(name, platform):
+    """Lowered for a GPU or TPU from this CPU-only process (as an ahead-of-time compile or an
+    export does), the step has no CPU kernel in it: export accepts it, where a CPU custom
+    call would be refused."""
+    exported = _lowered(MAKERS[name](), [platform])
+    assert exported.platforms == (platform,)
+    assert not _kernel_calls(exported.mlir_module())
+
+
+@pytest.mark.parametrize("name", ["adam", "lion", "noisy_sgd"])
+def test_a_step_lowered_for_a_cpu_and_an_accelerator_runs_the_kernels_on_the_cpu(name):
+    """Lowered for both, the kernels are in the CPU branch only, and running the export here
+    takes that branch: the composition's numbers."""
+    tx = MAKERS[name]()
+    params = tree(SIZES)
+    state = tx.init(params)
+    g = grads(params, 0)
+    checks = [export.DisabledSafetyCheck.custom_call(t) for t in
+              ("gradxform_adam_step", "gradxform_program_step", "gradxform_add_noise")]
+    exported = export.export(jax.jit(fused_step(tx)), platforms=["cpu", "cuda"], disabled_checks=checks)(
+        params, state, g
+    )
+    assert _kernel_calls(exported.mlir_module())
+    _close(exported.call(params, state, g), jax.jit(plain_step(tx))(params, state, g))
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd+momentum", "sm3", "noisy_sgd"])
+def test_gradient_through_a_jitted_step_with_kernels(name):
+    """``jax.grad`` of a function calling an already-jitted step (meta-learning, unrolled
+    optimization): the kernels have no derivative, so the derivative is the plain
+    composition's, and the values are the step's."""
+    tx = MAKERS[name]()
+    params = tree(SIZES)
+    state = tx.init(params)
+    fused = jax.jit(fused_step(tx))
+    plain = jax.jit(plain_step(tx))
+
+    def loss(step, g):
+        new, _ = step(params, state, g)
+        return sum(jnp.sum(jnp.sin(x)) for x in jax.tree.leaves(new))
+
+    g = grads(params, 0)
+    value, got = jax.value_and_grad(functools.partial(loss, fused))(g)
+    want_value, want = jax.value_and_grad(functools.partial(loss, plain))(g)
+    _close(value, want_value, rtol=1e-5)
+    _close(got, want, rtol=1e-5, atol=1e-6)
+    assert any(float(jnp.max(jnp.abs(x))) > 0 for x in jax.tree.leaves(got))
+
+
+@pytest.mark.parametrize("name", ["adam", "lion"])
+def test_vmap_over_a_jitted_step_with_kernels(name):
+    """Batching from outside the jit (an ensemble of optimizers): each member's step is the
+    composition's."""
+    tx = MAKERS[name]()
+    members = jax.tree.map(lambda x: jnp.stack([x, 2 * x, -x]), tree(SIZES))
+    g = jax.tree.map(lambda x: jnp.stack([x, x, 0.5 * x]), grads(tree(SIZES), 1))
+    states = jax.vmap(tx.init)(members)
+    fused = jax.jit(fused_step(tx))
+    got = jax.vmap(fused)(members, states, g)
+    want = jax.vmap(jax.jit(plain_step(tx)))(members, states, g)
+    _close(got, want)
