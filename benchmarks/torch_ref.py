@@ -34,19 +34,39 @@ def version() -> str | None:
     return None if torch is None else torch.__version__
 
 
+def device(jax_platform: str) -> str:
+    """The torch device that runs where JAX runs: ``"cuda"`` when JAX's device is a GPU and
+    torch sees one (a ROCm build of torch names its GPUs ``cuda`` too), else ``"cpu"``."""
+    if torch is not None and jax_platform in ("gpu", "cuda", "rocm") and torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
 def fused_step(optimizer: str, params: Any, grads: Any) -> Callable[[], None] | None:
     """A zero-argument function doing one fused ``torch.optim`` step on copies of ``params``
-    (any JAX pytree of float32 arrays) with ``grads`` as their gradients, or ``None``."""
+    (any JAX pytree of float32 arrays) with ``grads`` as their gradients, or ``None``.
+
+    The tensors live on the device JAX's arrays are on (see `device`); on a GPU the function
+    returns when the step has finished, as the JAX candidates do."""
     if torch is None or optimizer not in FUSED:
         return None
     import jax
 
+    leaves = jax.tree.leaves(params)
+    where = device(next(iter(leaves[0].devices())).platform if leaves else "cpu")
     cls_name, kwargs = FUSED[optimizer]
     tensors = []
-    for p, g in zip(jax.tree.leaves(params), jax.tree.leaves(grads)):
-        t = torch.nn.Parameter(torch.from_numpy(np.array(p, np.float32)))
-        t.grad = torch.from_numpy(np.array(g, np.float32))
+    for p, g in zip(leaves, jax.tree.leaves(grads)):
+        t = torch.nn.Parameter(torch.from_numpy(np.array(p, np.float32)).to(where))
+        t.grad = torch.from_numpy(np.array(g, np.float32)).to(where)
         tensors.append(t)
     opt = getattr(torch.optim, cls_name)(tensors, fused=True, **kwargs)
     opt.step()  # allocates the state
-    return opt.step
+    if where == "cpu":
+        return opt.step
+
+    def step() -> None:
+        opt.step()
+        torch.cuda.synchronize()
+
+    return step

@@ -66,3 +66,18 @@ def test_verdicts():
     b = _fixed("b", times)
     assert timing.verdict(timing.ratio_interval(a, b)) == "parity"
     assert statistics.median(x / y for x, y in zip(a.times, b.times)) == timing.paired_ratio(a, b)
+
+
+def test_torch_runs_where_jax_runs(monkeypatch):
+    """On a GPU, fused torch is timed on the GPU (against JAX's GPU step), never on the host."""
+    from benchmarks import torch_ref
+
+    assert torch_ref.device("cpu") == "cpu"
+    assert torch_ref.device("tpu") == "cpu"  # torch has no TPU; its host path is the reference
+    if torch_ref.torch is None:
+        assert torch_ref.device("gpu") == "cpu"
+        return
+    monkeypatch.setattr(torch_ref.torch.cuda, "is_available", lambda: True)
+    assert torch_ref.device("gpu") == "cuda"
+    monkeypatch.setattr(torch_ref.torch.cuda, "is_available", lambda: False)
+    assert torch_ref.device("gpu") == "cpu"
