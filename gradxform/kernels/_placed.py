@@ -10,6 +10,10 @@ once into a jaxpr and bound as one primitive, ``gradxform_step``, whose lowering
 - on a CPU, the traced jaxpr (its custom calls included);
 - on any other platform, the plain composition, traced only then.
 
+Where the process's default device is an accelerator, it is the other way round: the plain
+composition is traced, and the kernels' step only if the step is lowered for a CPU (so a GPU
+or TPU job never builds the CPU kernels).
+
 The primitive's derivative is the plain composition's, so ``jax.grad`` through a jitted
 step works (the kernels have no derivative of their own), and under ``jax.vmap`` both
 sides are batched.
@@ -17,69 +21,87 @@ sides are batched.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import jax
 from jax.extend import core as jcore
 from jax.interpreters import ad, batching, mlir
 
-Flat = Callable[..., Sequence[Any]]
+# A branch of the step: traced already (a closed jaxpr without effects whose constants are
+# concrete), or a function of the operands traced only when its platform is lowered for.
+Branch = Union[jcore.ClosedJaxpr, Callable[..., Sequence[Any]]]
 
 step_p = jcore.Primitive("gradxform_step")
 step_p.multiple_results = True
 
 
-def placed(fused: jcore.ClosedJaxpr, plain: Flat, operands: Sequence[Any]) -> list[Any]:
+def placed(fused: Branch, plain: Branch, operands: Sequence[Any]) -> list[Any]:
     """``fused``'s results where the step is lowered for a CPU, ``plain``'s elsewhere.
 
     Args:
-      fused: the kernels' step, a closed jaxpr without effects whose constants are concrete.
-      plain: the same step as the plain composition, a function of the same operands with
-        the same results (it may close over concrete values only: it is traced when the step
-        is lowered for another platform, or differentiated, long after this call).
+      fused: the kernels' step.
+      plain: the same step as the plain composition. Exactly one of the two is a closed
+        jaxpr (it gives the results' shapes); the other is a function of the operands that
+        closes over concrete values only, traced when its platform is lowered for (and, for
+        ``plain``, when the step is differentiated or batched).
       operands: the step's traced operands.
 
     Returns:
       The step's results, as a list.
     """
-    return step_p.bind(*operands, fused=fused, plain=plain)
+    traced = fused if isinstance(fused, jcore.ClosedJaxpr) else plain
+    return step_p.bind(*operands, fused=fused, plain=plain, out_avals=tuple(traced.out_avals))
 
 
-def _abstract_eval(*avals: Any, fused: jcore.ClosedJaxpr, plain: Flat) -> list[Any]:
-    return list(fused.out_avals)
+def _fun(branch: Branch) -> Callable[..., list[Any]]:
+    if isinstance(branch, jcore.ClosedJaxpr):
+        return jcore.jaxpr_as_fun(branch)
+    return lambda *xs: list(branch(*xs))
 
 
-def _impl(*operands: Any, fused: jcore.ClosedJaxpr, plain: Flat) -> list[Any]:
+def _abstract_eval(*avals: Any, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]) -> list[Any]:
+    return list(out_avals)
+
+
+def _impl(*operands: Any, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]) -> list[Any]:
     # Bound eagerly only from a batching rule outside jit: the plain composition is exact.
-    return list(plain(*operands))
+    return _fun(plain)(*operands)
 
 
-def _lower_plain(*operands: Any, fused: jcore.ClosedJaxpr, plain: Flat) -> list[Any]:
-    return [x.astype(a.dtype) for x, a in zip(plain(*operands), fused.out_avals)]
+def _lowering(which: str) -> Callable[..., Any]:
+    def rule(ctx: Any, *operands: Any, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]) -> Any:
+        branch = fused if which == "fused" else plain
+        if isinstance(branch, jcore.ClosedJaxpr):
+            # As traced (a call XLA inlines), not traced a second time.
+            return mlir.core_call_lowering(ctx, *operands, name=f"gradxform_{which}", call_jaxpr=branch)
+
+        def traced_now(*xs: Any, **params: Any) -> list[Any]:
+            return [x.astype(a.dtype) for x, a in zip(branch(*xs), out_avals)]
+
+        return mlir.lower_fun(traced_now, multiple_results=True)(ctx, *operands)
+
+    return rule
 
 
-def _lower_fused(ctx: Any, *operands: Any, fused: jcore.ClosedJaxpr, plain: Flat) -> Any:
-    # The traced jaxpr as it is (a call XLA inlines), not traced a second time.
-    return mlir.core_call_lowering(ctx, *operands, name="gradxform_step", call_jaxpr=fused)
-
-
-def _jvp(primals: Sequence[Any], tangents: Sequence[Any], *, fused: jcore.ClosedJaxpr, plain: Flat):
+def _jvp(primals: Sequence[Any], tangents: Sequence[Any], *, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]):
     tangents = [ad.instantiate_zeros(t) for t in tangents]
-    out, out_tangents = jax.jvp(lambda *xs: list(plain(*xs)), list(primals), tangents)
-    return out, out_tangents
+    return jax.jvp(_fun(plain), list(primals), tangents)
 
 
-def _batch(operands: Sequence[Any], dims: Sequence[Any], *, fused: jcore.ClosedJaxpr, plain: Flat):
+def _batch(operands: Sequence[Any], dims: Sequence[Any], *, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]):
     in_axes = [d if isinstance(d, int) else None for d in dims]  # unmapped: None or a sentinel
-    batched_fused = jax.make_jaxpr(jax.vmap(jcore.jaxpr_as_fun(fused), in_axes=in_axes))(*operands)
-    batched_plain = jax.vmap(lambda *xs: list(plain(*xs)), in_axes=in_axes)
-    out = step_p.bind(*operands, fused=batched_fused, plain=batched_plain)
+
+    def batched(branch: Branch) -> Branch:
+        fun = jax.vmap(_fun(branch), in_axes=in_axes)
+        return jax.make_jaxpr(fun)(*operands) if isinstance(branch, jcore.ClosedJaxpr) else fun
+
+    out = placed(batched(fused), batched(plain), operands)
     return out, [0] * len(out)
 
 
 step_p.def_impl(_impl)
 step_p.def_abstract_eval(_abstract_eval)
-mlir.register_lowering(step_p, mlir.lower_fun(_lower_plain, multiple_results=True))
-mlir.register_lowering(step_p, _lower_fused, platform="cpu")
+mlir.register_lowering(step_p, _lowering("plain"))
+mlir.register_lowering(step_p, _lowering("fused"), platform="cpu")
 ad.primitive_jvps[step_p] = _jvp
 batching.primitive_batchers[step_p] = _batch

@@ -113,10 +113,17 @@ def update_and_apply(
             f"update_and_apply: tx must be a gradient transformation (init, update), got {type(tx).__name__}"
         )
 
-    usable = kernel and not differentiated(grads, state, params, extra) and not kernel_status()
+    if not kernel or differentiated(grads, state, params, extra):
+        return plain_step(tx, grads, state, params, extra)
     leaves, tree = jax.tree.flatten((grads, state, params, extra))
     traced = [i for i, x in enumerate(leaves) if isinstance(x, jax.core.Tracer)]
-    if not usable or not traced:  # eagerly, the plain composition is as fast
+    if not traced:  # eagerly, the plain composition is as fast
+        return plain_step(tx, grads, state, params, extra)
+    # On a CPU host the kernels' step is traced now and the plain composition only if the
+    # step is lowered for another platform. Where the default device is an accelerator, it
+    # is the other way round, and the CPU kernels are not even built unless a CPU asks.
+    on_accelerator = _accelerator_by_default()
+    if not on_accelerator and kernel_status():
         return plain_step(tx, grads, state, params, extra)
 
     def rebuild(operands: tuple[Any, ...]) -> tuple[Updates, State, Params, dict[str, Any]]:
@@ -127,19 +134,20 @@ def update_and_apply(
 
     out_trees = []
 
-    def fused_flat(*operands: Any) -> list[Any]:
-        flat, out_tree = jax.tree.flatten(_kernels_step(tx, *rebuild(operands)))
+    def flat(out: tuple[Params, State]) -> list[Any]:
+        values, out_tree = jax.tree.flatten(out)
         out_trees.append(out_tree)
-        return flat
+        return values
+
+    def fused_flat(*operands: Any) -> list[Any]:
+        return flat(_kernels_step(tx, *rebuild(operands)))
 
     def plain_flat(*operands: Any) -> list[Any]:
-        return jax.tree.leaves(plain_step(tx, *rebuild(operands)))
+        return flat(plain_step(tx, *rebuild(operands)))
 
     operands = [leaves[i] for i in traced]
-    fused = jax.make_jaxpr(fused_flat)(*operands)
-    if not _has_kernel(fused.jaxpr):
-        return out_trees[-1].unflatten(jcore.jaxpr_as_fun(fused)(*operands))
-    if fused.effects or any(isinstance(c, jax.core.Tracer) for c in fused.consts):
+    first = jax.make_jaxpr(plain_flat if on_accelerator else fused_flat)(*operands)
+    if first.effects or any(isinstance(c, jax.core.Tracer) for c in first.consts):
         # The step closes over traced values (a hyperparameter given as a tracer, perhaps
         # being differentiated) or has effects, so it cannot be traced again later: it is
         # traced here, where the kernels can see those values, with both branches.
@@ -149,13 +157,26 @@ def update_and_apply(
         if cpu_only():
             return here()
         return jax.lax.platform_dependent(cpu=here, default=lambda: plain_step(tx, grads, state, params, extra))
-    return out_trees[-1].unflatten(placed(fused, plain_flat, operands))
+    out_tree = out_trees[-1]
+    if on_accelerator:
+        return out_tree.unflatten(placed(fused_flat, first, operands))
+    if not _has_kernel(first.jaxpr):
+        return out_tree.unflatten(jcore.jaxpr_as_fun(first)(*operands))
+    return out_tree.unflatten(placed(first, plain_flat, operands))
+
+
+def _accelerator_by_default() -> bool:
+    """Whether this process's default device is not a CPU (a GPU or TPU host)."""
+    return jax.default_backend() != "cpu"
 
 
 def _kernels_step(
     tx: GradientTransformation, grads: Updates, state: State, params: Params, extra: dict[str, Any]
 ) -> tuple[Params, State]:
-    """The step with every kernel that applies (the plain composition where none does)."""
+    """The step with every kernel that applies (the plain composition where none does, or
+    where the kernels could not be built)."""
+    if kernel_status():
+        return plain_step(tx, grads, state, params, extra)
     # `add_noise` samples its noise in a kernel while this step is traced, on either path.
     with sampling(True):
         step = (

@@ -2,8 +2,11 @@
 lowered for another platform, whatever devices the process has; and a jitted step with
 kernels can be differentiated and batched from outside.
 
-Lowering for CUDA or a TPU needs no such device: ``jax.export`` lowers for any platform. The
-oracle for numbers is the plain composition (``tx.update`` then ``gx.apply_updates``).
+Lowering for CUDA or a TPU needs no such device: ``jax.export`` lowers for any platform. A
+process whose default device is an accelerator traces the plain step first and the kernels'
+only when a CPU lowering asks; the ``default_device`` fixture runs the tests both ways (the
+accelerator way by telling the step that the default device is one). The oracle for numbers
+is the plain composition (``tx.update`` then ``gx.apply_updates``).
 """
 
 import functools
@@ -14,6 +17,7 @@ import pytest
 from jax import export
 
 import gradxform as gx
+from gradxform.kernels import _step
 from harness import assert_trees_close
 from stepping import fused_step, grads, plain_step, tree
 
@@ -41,6 +45,13 @@ MAKERS = {
 SIZES = [(96, 96), (7,)]
 
 
+@pytest.fixture(params=["cpu", "accelerator"])
+def default_device(request, monkeypatch):
+    """The process's default device as the step sees it."""
+    monkeypatch.setattr(_step, "_accelerator_by_default", lambda: request.param == "accelerator")
+    return request.param
+
+
 def _lowered(tx, platforms):
     params = tree(SIZES)
     step = jax.jit(fused_step(tx), donate_argnums=(0, 1))
@@ -52,7 +63,7 @@ def _kernel_calls(text):
 
 
 @pytest.mark.parametrize("name", MAKERS)
-def test_the_cpu_program_has_the_kernels(name):
+def test_the_cpu_program_has_the_kernels(name, default_device):
     params = tree(SIZES)
     tx = MAKERS[name]()
     text = jax.jit(fused_step(tx)).lower(params, tx.init(params), grads(params, 0)).as_text()
@@ -61,7 +72,7 @@ def test_the_cpu_program_has_the_kernels(name):
 
 @pytest.mark.parametrize("platform", ["cuda", "tpu"])
 @pytest.mark.parametrize("name", MAKERS)
-def test_a_step_lowered_for_an_accelerator_is_the_plain_composition(name, platform):
+def test_a_step_lowered_for_an_accelerator_is_the_plain_composition(name, platform, default_device):
     """Lowered for a GPU or TPU from this CPU-only process (as an ahead-of-time compile or an
     export does), the step has no CPU kernel in it: export accepts it, where a CPU custom
     call would be refused."""
@@ -71,7 +82,7 @@ def test_a_step_lowered_for_an_accelerator_is_the_plain_composition(name, platfo
 
 
 @pytest.mark.parametrize("name", ["adam", "lion", "noisy_sgd"])
-def test_a_step_lowered_for_a_cpu_and_an_accelerator_runs_the_kernels_on_the_cpu(name):
+def test_a_step_lowered_for_a_cpu_and_an_accelerator_runs_the_kernels_on_the_cpu(name, default_device):
     """Lowered for both, the kernels are in the CPU branch only, and running the export here
     takes that branch: the composition's numbers."""
     tx = MAKERS[name]()
@@ -88,7 +99,7 @@ def test_a_step_lowered_for_a_cpu_and_an_accelerator_runs_the_kernels_on_the_cpu
 
 
 @pytest.mark.parametrize("name", ["adam", "sgd+momentum", "sm3", "noisy_sgd"])
-def test_gradient_through_a_jitted_step_with_kernels(name):
+def test_gradient_through_a_jitted_step_with_kernels(name, default_device):
     """``jax.grad`` of a function calling an already-jitted step (meta-learning, unrolled
     optimization): the kernels have no derivative, so the derivative is the plain
     composition's, and the values are the step's."""
@@ -111,7 +122,7 @@ def test_gradient_through_a_jitted_step_with_kernels(name):
 
 
 @pytest.mark.parametrize("name", ["adam", "lion"])
-def test_vmap_over_a_jitted_step_with_kernels(name):
+def test_vmap_over_a_jitted_step_with_kernels(name, default_device):
     """Batching from outside the jit (an ensemble of optimizers): each member's step is the
     composition's."""
     tx = MAKERS[name]()
@@ -122,3 +133,30 @@ def test_vmap_over_a_jitted_step_with_kernels(name):
     got = jax.vmap(fused)(members, states, g)
     want = jax.vmap(jax.jit(plain_step(tx)))(members, states, g)
     _close(got, want)
+
+
+@pytest.mark.parametrize("name", ["adam", "lion", "noisy_sgd", "8-bit adam"])
+def test_kernels_traced_at_lowering_match_the_composition_over_steps(name, default_device):
+    tx = MAKERS[name]()
+    params = tree(SIZES)
+    fused = jax.jit(fused_step(tx), donate_argnums=(0, 1))
+    plain = jax.jit(plain_step(tx))
+    got, state = jax.tree.map(jnp.copy, params), tx.init(params)
+    want, want_state = params, tx.init(params)
+    for t in range(4):
+        got, state = fused(got, state, grads(params, t))
+        want, want_state = plain(want, want_state, grads(params, t))
+    _close((got, state), (want, want_state), rtol=1e-5, atol=1e-6)
+
+
+def test_an_accelerator_host_builds_no_kernels_for_an_accelerator_step(monkeypatch):
+    """A GPU or TPU job never compiles the CPU kernels: lowering its step for the accelerator
+    does not ask for them."""
+    monkeypatch.setattr(_step, "_accelerator_by_default", lambda: True)
+
+    def no_build():
+        raise AssertionError("the CPU kernels were asked for")
+
+    monkeypatch.setattr(_step, "kernel_status", no_build)
+    for name in ("adam", "lion"):
+        assert not _kernel_calls(_lowered(MAKERS[name](), ["cuda"]).mlir_module())
