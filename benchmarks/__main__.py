@@ -9,6 +9,10 @@ medians: milliseconds per step, ratios, effective bandwidth and its fraction of 
 machine's in-place streaming bandwidth (measured first, in the same run), first-call
 compile time, the step's memory footprint (XLA's memory analysis: arguments, outputs and
 temporaries, less what is updated in place) and bytes of optimizer state per parameter.
+The ``floor ms`` column times, in the same rounds, a jitted function that takes gradxform's
+step's arguments (donated alike) and returns its parameters and state unchanged: what a
+call with these arrays costs in JAX whatever the step computes (on many small leaves it is
+most of every library's step).
 
 Options select shapes, optimizers and the time spent per row; ``--help`` lists them.
 """
@@ -49,6 +53,14 @@ def jax_candidate(name, tx, apply, params, grads):
     return c
 
 
+def floor_candidate(tx, params, grads):
+    """A jitted call with ``tx``'s step's arguments, donated alike, that returns the
+    parameters and state unchanged: JAX's cost of the call itself."""
+    p = jax.tree.map(lambda x: x.copy(), params)
+    nothing = jax.jit(lambda p, s, g: (p, s), donate_argnums=(0, 1))
+    return timing.Candidate.jax("floor", nothing, (p, tx.init(p)), grads)
+
+
 def run_row(shape, params, grads, optimizer, variant, option, args, bw):
     """Times one (shape, optimizer[, variant]) row; returns the printed fields."""
     n = trees.size(params)
@@ -63,17 +75,19 @@ def run_row(shape, params, grads, optimizer, variant, option, args, bw):
     cands = [jax_candidate("gx", tx, None if fused else gx.apply_updates, gx_params, gx_grads),
              jax_candidate("optax", suite.make_optax(optimizer), optax.apply_updates, params, grads),
              jax_candidate("optax again", suite.make_optax(optimizer), optax.apply_updates, params, grads)]
+    cands.append(floor_candidate(tx, gx_params, gx_grads))
     torch_fn = None if args.no_torch or variant else torch_ref.fused_step(optimizer, params, grads)
     if torch_fn is not None:
         cands.append(timing.Candidate("torch", torch_fn))
     timing.interleave(cands, args.steps, budget_s=args.budget)
-    g, o, again = cands[:3]
-    t = cands[3] if len(cands) > 3 else None
+    g, o, again, floor = cands[:4]
+    t = cands[4] if len(cands) > 4 else None
     interval = timing.ratio_interval(g, o)
     gbs = lambda c: suite.bytes_per_param(optimizer) * n / c.median_s / 1e9
     return {
         "shape": shape, "optimizer": optimizer + (f" [{variant}]" if variant else ""),
         "gx ms": 1e3 * g.median_s, "optax ms": 1e3 * o.median_s, "torch ms": 1e3 * t.median_s if t else math.nan,
+        "floor ms": 1e3 * floor.median_s,
         "gx/optax": timing.paired_ratio(g, o), "95% interval": "{:.2f}-{:.2f}".format(*interval),
         "A/A": timing.paired_ratio(again, o), "verdict": timing.verdict(interval), "gx/torch": timing.paired_ratio(g, t) if t else math.nan,
         "gx GB/s": gbs(g), "gx %bw": 100 * gbs(g) / bw, "optax %bw": 100 * gbs(o) / bw,
@@ -84,7 +98,7 @@ def run_row(shape, params, grads, optimizer, variant, option, args, bw):
 
 
 COLUMNS = [("shape", 8, "s"), ("optimizer", 26, "s"), ("gx ms", 8, ".2f"), ("optax ms", 9, ".2f"),
-           ("torch ms", 9, ".2f"), ("gx/optax", 9, ".3f"), ("95% interval", 13, ">s"), ("A/A", 6, ".3f"),
+           ("torch ms", 9, ".2f"), ("floor ms", 9, ".2f"), ("gx/optax", 9, ".3f"), ("95% interval", 13, ">s"), ("A/A", 6, ".3f"),
            ("verdict", 8, ">s"), ("gx/torch", 9, ".3f"), ("gx GB/s", 8, ".1f"),
            ("gx %bw", 7, ".0f"), ("optax %bw", 10, ".0f"), ("gx comp s", 10, ".2f"), ("optax comp s", 13, ".2f"),
            ("gx MB", 8, ".0f"), ("optax MB", 9, ".0f"), ("gx B/p", 7, ".2f"), ("optax B/p", 10, ".2f")]
@@ -112,13 +126,18 @@ def many_leaves(args) -> None:
         "tree, packed": layouts["packed"].layout(tree),
         "tree, packed-all": layouts["packed-all"].layout(tree),
     }
-    cands = [jax_candidate(name, gx.adam(1e-3), None, p, trees.gradients_like(p)) for name, p in cases.items()]
-    timing.interleave(cands, args.steps, budget_s=3 * args.budget)
-    base = cands[0]
-    print(f"\n400-leaf tree ({trees.size(tree) / 1e6:.1f}M) Adam step over the one-array step of the same size:")
-    for c in cands[1:]:
+    grads = {name: trees.gradients_like(p) for name, p in cases.items()}
+    cands = [jax_candidate(name, gx.adam(1e-3), None, p, grads[name]) for name, p in cases.items()]
+    floors = [floor_candidate(gx.adam(1e-3), p, grads[name]) for name, p in cases.items()]
+    timing.interleave(cands + floors, args.steps, budget_s=4 * args.budget)
+    base, base_floor = cands[0], floors[0]
+    work = lambda c, f: c.median_s - f.median_s
+    print(f"\n400-leaf tree ({trees.size(tree) / 1e6:.1f}M) Adam step over the one-array step of the same size"
+          f" (one array {1e3 * base.median_s:.2f} ms, of which the call floor {1e3 * base_floor.median_s:.2f} ms);"
+          " the last column leaves out each step's call floor:")
+    for c, f in zip(cands[1:], floors[1:]):
         print(f"  {c.name:<18}{1e3 * c.median_s:8.2f} ms  {timing.paired_ratio(c, base):6.3f}x"
-              f"  (one array {1e3 * base.median_s:.2f} ms)")
+              f"   call floor {1e3 * f.median_s:6.2f} ms   without it {work(c, f) / work(base, base_floor):6.3f}x")
 
 
 def main(argv: list[str] | None = None) -> None:
