@@ -1,4 +1,4 @@
-"""The machine's in-place streaming bandwidth, measured with JAX in the benchmark's process.
+"""The machine's in-place streaming bandwidth, measured in the benchmark's process.
 
 An optimizer step on a large array is bound by memory traffic: it reads the parameters,
 gradients and state and writes the parameters and state back in place. The reference is
@@ -6,15 +6,15 @@ the fastest of two in-place streams XLA compiles to a single loop: ``x <- c * x`
 and writes one array: 8 bytes per element) and ``a <- a + c * b`` (reads two, writes one:
 12 bytes per element), with the buffers donated so they update in place. On a CPU, XLA may
 run such a loop on fewer threads than there are cores, so ``x <- c * x`` also runs in NumPy
-on one thread per core (NumPy releases the GIL), each on its own slices. As STREAM does, the
-best of the timed repetitions counts: the machine's bandwidth is what it reaches when nothing
-else is running, and a median taken during a busy moment would make the steps' fractions of
-it exceed 1.
+on one thread per core (NumPy releases the GIL), each on its own slices; otherwise the
+kernels' fraction of XLA's loop came out above 1. Each stream counts by the median of its
+timed repetitions, as the steps do.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,12 +24,12 @@ import numpy as np
 
 
 def streaming_bandwidth(n: int = 32 * 2**20, reps: int = 30) -> float:
-    """In-place streaming bandwidth in GB/s (1 GB = 1e9 bytes): the faster of two kernels,
-    each timed by its best repetition, and on a CPU NumPy's scaling on every core.
+    """In-place streaming bandwidth in GB/s (1 GB = 1e9 bytes): the fastest of two XLA
+    loops and, on a CPU, NumPy's scaling on every core (medians of ``reps`` repetitions).
 
     Args:
       n: float32 elements per array (large enough not to fit in cache).
-      reps: timed repetitions of each kernel (the fastest counts).
+      reps: timed repetitions of each stream.
 
     Returns:
       The larger of the two kernels' bandwidths.
@@ -46,7 +46,7 @@ def streaming_bandwidth(n: int = 32 * 2**20, reps: int = 30) -> float:
             t0 = time.perf_counter()
             x = jax.block_until_ready(fn(*args(x)))
             times.append(time.perf_counter() - t0)
-        results.append(nbytes / min(times) / 1e9)
+        results.append(nbytes / statistics.median(times) / 1e9)
     if jax.default_backend() == "cpu":
         results.append(_host_scale(n, reps))
     return max(results)
@@ -54,7 +54,7 @@ def streaming_bandwidth(n: int = 32 * 2**20, reps: int = 30) -> float:
 
 def _host_scale(n: int, reps: int) -> float:
     """``x <- c * x`` in NumPy, one thread per core, each scaling its own slices in place:
-    GB/s of the best repetition."""
+    GB/s of the median repetition."""
     workers = os.cpu_count() or 1
     x = np.ones(n, np.float32)
     slices = np.array_split(x, 4 * workers)
@@ -62,11 +62,11 @@ def _host_scale(n: int, reps: int) -> float:
     def scale(a: np.ndarray) -> None:
         np.multiply(a, np.float32(0.999), out=a)
 
-    best = float("inf")
+    times = []
     with ThreadPoolExecutor(workers) as pool:
-        for rep in range(reps + 1):  # the first touches the pages and starts the threads
+        list(pool.map(scale, slices))  # touches the pages and starts the threads
+        for _ in range(reps):
             t0 = time.perf_counter()
             list(pool.map(scale, slices))
-            if rep:
-                best = min(best, time.perf_counter() - t0)
-    return 8 * n / best / 1e9
+            times.append(time.perf_counter() - t0)
+    return 8 * n / statistics.median(times) / 1e9
