@@ -253,8 +253,9 @@ def quantized_state(
     moments of large parameters) is stored as a `QuantizedArray`; smaller arrays, counts and
     hyperparameters stay as they are. Each ``update`` decodes the state, runs ``inner`` on
     float32 values and encodes its new state; the updates are ``inner``'s. Around `adam` or
-    `adamw`, `update_and_apply` does all three for each block in one pass on a CPU (about
-    twice the time of a float32 Adam step, where XLA takes 8 to 17 times as long).
+    `adamw`, `update_and_apply` does all three for each block in one pass on a CPU (1.7 to
+    3.5 times the time of a float32 Adam step, depending on the core, where XLA takes 8 to
+    17 times as long).
 
     A slowly moving average (Adam's second moment, ``b2 = 0.999``) changes by less than a
     quantization level per step; rounded to the nearest level it would stay stuck, and its
