@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import jax
 import jax.numpy as jnp
 
-from gradxform.kernels._build import ADD_NOISE, cpu_only, kernel_status
+from gradxform.kernels._build import ADD_NOISE, kernel_status
 from gradxform.kernels._program import LEAVES_PER_CALL, differentiated
 
 _SAMPLING = contextvars.ContextVar("gradxform_noise_kernel", default=False)
@@ -26,7 +26,7 @@ _SAMPLING = contextvars.ContextVar("gradxform_noise_kernel", default=False)
 @contextlib.contextmanager
 def sampling(enabled: bool) -> Iterator[None]:
     """Within the block, `add_gaussian_noise` may use the kernel (`update_and_apply` sets
-    this while it traces a step that is not being differentiated)."""
+    this while it traces the CPU branch of a step that is not being differentiated)."""
     token = _SAMPLING.set(enabled)
     try:
         yield
@@ -48,29 +48,23 @@ def add_gaussian_noise(leaves: Sequence[jax.Array], keys: jax.Array, std: jax.Ar
       them; everywhere else, ``jax.random.normal`` does.
     """
 
-    def plain() -> list[jax.Array]:
-        return [g + std.astype(g.dtype) * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)]
-
     if not _kernel_applies(leaves, keys) or differentiated(leaves, std):
         # The kernel has no derivative: gradients through the noisy values (a scale the
         # optimizer closes over, for example) take jax.random.normal's composition.
-        return plain()
+        return [g + std.astype(g.dtype) * jax.random.normal(k, g.shape, g.dtype) for g, k in zip(leaves, keys)]
 
-    def fused() -> list[jax.Array]:
-        data = jax.random.key_data(keys).astype(jnp.uint32)
-        scale = jnp.reshape(std.astype(jnp.float32), (1,))
-        out: list[jax.Array] = []
-        for lo in range(0, len(leaves), LEAVES_PER_CALL):
-            group = leaves[lo : lo + LEAVES_PER_CALL]
-            call = jax.ffi.ffi_call(
-                ADD_NOISE, [jax.ShapeDtypeStruct(g.shape, jnp.float32) for g in group], vmap_method="sequential"
-            )
-            out.extend(call(data[lo : lo + len(group)].reshape(-1), scale, *group))
-        return out
-
-    if cpu_only():
-        return fused()
-    return jax.lax.platform_dependent(cpu=fused, default=plain)
+    # `update_and_apply` sets `sampling` only while it traces the step's CPU branch (its
+    # `gradxform_step` primitive lowers that branch for CPUs only), so the platform is known.
+    data = jax.random.key_data(keys).astype(jnp.uint32)
+    scale = jnp.reshape(std.astype(jnp.float32), (1,))
+    out: list[jax.Array] = []
+    for lo in range(0, len(leaves), LEAVES_PER_CALL):
+        group = leaves[lo : lo + LEAVES_PER_CALL]
+        call = jax.ffi.ffi_call(
+            ADD_NOISE, [jax.ShapeDtypeStruct(g.shape, jnp.float32) for g in group], vmap_method="sequential"
+        )
+        out.extend(call(data[lo : lo + len(group)].reshape(-1), scale, *group))
+    return out
 
 
 def _kernel_applies(leaves: Sequence[jax.Array], keys: jax.Array) -> bool:

@@ -75,7 +75,7 @@ def _lowering(which: str) -> Callable[..., Any]:
             # As traced (a call XLA inlines), not traced a second time.
             return mlir.core_call_lowering(ctx, *operands, name=f"gradxform_{which}", call_jaxpr=branch)
 
-        def traced_now(*xs: Any, **params: Any) -> list[Any]:
+        def traced_now(*xs: Any) -> list[Any]:
             return [x.astype(a.dtype) for x, a in zip(branch(*xs), out_avals)]
 
         return mlir.lower_fun(traced_now, multiple_results=True)(ctx, *operands)
