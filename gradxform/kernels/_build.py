@@ -60,19 +60,6 @@ _DISABLE = "GRADXFORM_DISABLE_KERNELS"
 _INTERPRET = "GRADXFORM_INTERPRET_PROGRAMS"  # no compiled loops: the interpreter runs every program
 
 
-@functools.cache
-def cpu_only() -> bool:
-    """Whether this process has no backend but the CPU (then a kernel branch is the only one:
-    tracing a branch for another platform too would double the trace for nothing)."""
-    for name in ("gpu", "tpu", "METAL"):
-        try:
-            if jax.devices(name):
-                return False
-        except RuntimeError:
-            pass
-    return True
-
-
 def _cpu_id() -> str:
     try:
         info = Path("/proc/cpuinfo").read_text()

@@ -7,8 +7,16 @@ for a platform the process does not have (``jax.export`` for a TPU from a CPU ho
 ahead-of-time compile against an accelerator's topology). Here the kernels' step is traced
 once into a jaxpr and bound as one primitive, ``gradxform_step``, whose lowering rules pick:
 
-- on a CPU, the traced jaxpr (its custom calls included);
-- on any other platform, the plain composition, traced only then.
+- on a CPU, the traced jaxpr (its custom calls included), unless XLA's SPMD partitioner will
+  split the program over several devices;
+- on any other platform, and where the program is partitioned, the plain composition,
+  traced only then.
+
+A custom call has no partitioning rule: the partitioner would gather each of its operands
+onto every device, and the step's results (parameters and state) would come back
+replicated. A partitioned program therefore takes the composition, which XLA partitions
+leaf by leaf. Inside ``shard_map`` with every mesh axis manual, the operands are each
+device's own shards and the kernels run on them.
 
 Where the process's default device is an accelerator, it is the other way round: the plain
 composition is traced, and the kernels' step only if the step is lowered for a CPU (so a GPU
@@ -68,12 +76,27 @@ def _impl(*operands: Any, fused: Branch, plain: Branch, out_avals: tuple[Any, ..
     return _fun(plain)(*operands)
 
 
+def partitioned(ctx: Any) -> bool:
+    """Whether the program being lowered (``ctx``, a lowering rule's context) will be split
+    over more than one device by XLA's SPMD partitioner.
+
+    ``jit`` over several devices is; ``shard_map`` is not along its manual axes (its body
+    sees each device's shards), nor is a ``pmap`` replica."""
+    axis_context = getattr(ctx.module_context, "axis_context", None)
+    manual = getattr(axis_context, "manual_axes", None)
+    mesh = getattr(axis_context, "mesh", None)
+    if manual is not None and mesh is not None:  # inside shard_map
+        return any(size > 1 for name, size in mesh.shape.items() if name not in manual)
+    return getattr(axis_context, "num_devices", 1) > 1
+
+
 def _lowering(which: str) -> Callable[..., Any]:
     def rule(ctx: Any, *operands: Any, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]) -> Any:
-        branch = fused if which == "fused" else plain
+        branch = fused if which == "fused" and not partitioned(ctx) else plain
         if isinstance(branch, jcore.ClosedJaxpr):
             # As traced (a call XLA inlines), not traced a second time.
-            return mlir.core_call_lowering(ctx, *operands, name=f"gradxform_{which}", call_jaxpr=branch)
+            name = "gradxform_fused" if branch is fused else "gradxform_plain"
+            return mlir.core_call_lowering(ctx, *operands, name=name, call_jaxpr=branch)
 
         def traced_now(*xs: Any) -> list[Any]:
             return [x.astype(a.dtype) for x, a in zip(branch(*xs), out_avals)]

@@ -19,7 +19,7 @@ from gradxform.core import (
     is_transformation,
     safe_increment,
 )
-from gradxform.kernels._build import ADAM8_STEP, ADAM_STEP, SGD_STEP, SM3_STEP, cpu_only, kernel_status
+from gradxform.kernels._build import ADAM8_STEP, ADAM_STEP, SGD_STEP, SM3_STEP, kernel_status
 from gradxform.kernels._noise import sampling
 from gradxform.kernels._placed import placed
 from gradxform.kernels._program import LEAVES_PER_CALL as _LEAVES_PER_CALL
@@ -69,9 +69,12 @@ def update_and_apply(
     Jit the step and donate the parameters and the state (``donate_argnums``), so the
     kernels update them in place. Whether the kernels run is decided when XLA's program is
     built: a step lowered for a GPU or TPU (also from a CPU host, by ``jax.export`` or an
-    ahead-of-time compile) is the plain composition. The kernels have no derivative, so a
-    step that is being differentiated (``jax.grad`` through it, for meta-learning, also
-    through an already-jitted step) has the plain composition's derivative.
+    ahead-of-time compile) is the plain composition, and so is a step that XLA splits over
+    several devices (``jit`` with sharded arrays), which keeps its parameters' sharding;
+    inside ``shard_map`` the kernels run on each device's shards. The kernels have no
+    derivative, so a step that is being differentiated (``jax.grad`` through it, for
+    meta-learning, also through an already-jitted step) has the plain composition's
+    derivative.
 
     Args:
       tx: the optimizer (any gradient transformation, ours or Optax's).
@@ -147,22 +150,49 @@ def update_and_apply(
 
     operands = [leaves[i] for i in traced]
     first = jax.make_jaxpr(plain_flat if on_accelerator else fused_flat)(*operands)
-    if first.effects or any(isinstance(c, jax.core.Tracer) for c in first.consts):
-        # The step closes over traced values (a hyperparameter given as a tracer, perhaps
-        # being differentiated) or has effects, so it cannot be traced again later: it is
-        # traced here, where the kernels can see those values, with both branches.
+    out_tree = out_trees[-1]
+    if first.effects:
+        # A step with effects (a callback in a transformation) cannot be bound as one
+        # primitive: both branches are traced here, for XLA to choose by platform.
         def here() -> tuple[Params, State]:
             return _kernels_step(tx, grads, state, params, extra)
 
-        if cpu_only():
-            return here()
         return jax.lax.platform_dependent(cpu=here, default=lambda: plain_step(tx, grads, state, params, extra))
-    out_tree = out_trees[-1]
+    if any(isinstance(c, jax.core.Tracer) for c in first.consts):
+        # The step closes over traced values (a hyperparameter given as a tracer, perhaps
+        # being differentiated), so it cannot be traced again later. Where the default
+        # device is an accelerator it is the plain composition (no kernels are built for
+        # it); otherwise both branches are traced now, and the traced values they close
+        # over become operands.
+        if on_accelerator:
+            return out_tree.unflatten(jcore.jaxpr_as_fun(first)(*operands))
+        fused, plain, operands = _with_consts_as_operands(first, jax.make_jaxpr(plain_flat)(*operands), operands)
+        return out_tree.unflatten(placed(fused, plain, operands))
     if on_accelerator:
         return out_tree.unflatten(placed(fused_flat, first, operands))
     if not _has_kernel(first.jaxpr):
         return out_tree.unflatten(jcore.jaxpr_as_fun(first)(*operands))
     return out_tree.unflatten(placed(first, plain_flat, operands))
+
+
+def _with_consts_as_operands(
+    fused: jcore.ClosedJaxpr, plain: jcore.ClosedJaxpr, operands: list[Any]
+) -> tuple[jcore.ClosedJaxpr, jcore.ClosedJaxpr, list[Any]]:
+    """The two branches as closed jaxprs of one operand list: ``operands``, then ``fused``'s
+    constants, then ``plain``'s (so traced constants are passed, not captured)."""
+    n, n_fused = len(operands), len(fused.consts)
+    everything = [*operands, *fused.consts, *plain.consts]
+
+    def over_everything(branch: jcore.ClosedJaxpr, lo: int) -> jcore.ClosedJaxpr:
+        jaxpr = branch.jaxpr
+        open_branch = jcore.ClosedJaxpr(jaxpr.replace(constvars=[], invars=[*jaxpr.constvars, *jaxpr.invars]), ())
+
+        def call(*xs: Any) -> list[Any]:
+            return jcore.jaxpr_as_fun(open_branch)(*xs[lo : lo + len(branch.consts)], *xs[:n])
+
+        return jax.make_jaxpr(call)(*everything)
+
+    return over_everything(fused, n), over_everything(plain, n + n_fused), everything
 
 
 def _accelerator_by_default() -> bool:

@@ -13,14 +13,15 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from jax import export
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 import gradxform as gx
 from gradxform.kernels import _step
 from harness import assert_trees_close
 from stepping import fused_step, grads, plain_step, tree
-
 
 
 def _close(got, want, **tol):
@@ -160,3 +161,80 @@ def test_an_accelerator_host_builds_no_kernels_for_an_accelerator_step(monkeypat
     monkeypatch.setattr(_step, "kernel_status", no_build)
     for name in ("adam", "lion"):
         assert not _kernel_calls(_lowered(MAKERS[name](), ["cuda"]).mlir_module())
+
+
+def _two_device_mesh():
+    if jax.device_count() < 2:
+        pytest.skip("needs two devices (tests/conftest.py simulates two CPUs)")
+    return jax.sharding.Mesh(np.array(jax.devices()[:2]), ("d",))
+
+
+def _sharded(mesh, params, tx):
+    """``params`` split over the mesh along their first axis, and ``tx``'s state laid out
+    like them (scalars replicated)."""
+    split = NamedSharding(mesh, P("d"))
+    params = jax.device_put(params, split)
+    return params, tx.init(params), jax.device_put(grads(params, 0), split)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd+momentum", "lion", "noisy_sgd"])
+def test_a_step_partitioned_over_devices_keeps_its_sharding(name, default_device):
+    """A step that XLA splits over devices takes the composition: a kernel would make the
+    partitioner gather every parameter and moment onto every device and hand them back
+    replicated. The parameters and state keep the parameters' sharding, with the
+    composition's numbers."""
+    mesh = _two_device_mesh()
+    tx = MAKERS[name]()
+    params, state, g = _sharded(mesh, tree([(96, 96), (8,)]), tx)
+    step = jax.jit(fused_step(tx))
+    text = step.lower(params, state, g).compile().as_text()
+    assert "all-gather" not in text
+    assert 'custom_call_target="gradxform_' not in text
+    new, new_state = step(params, state, g)
+    for x in jax.tree.leaves((new, new_state)):
+        if x.ndim:
+            assert x.sharding.spec == P("d"), x.sharding
+    _close((new, new_state), jax.jit(plain_step(tx))(params, state, g))
+
+
+@pytest.mark.parametrize("name", ["adam", "lion"])
+def test_kernels_run_on_each_devices_shards_inside_shard_map(name, default_device):
+    """Inside ``shard_map`` (every mesh axis manual) the step sees one device's shards: the
+    kernels run on them, with the composition's numbers."""
+    mesh = _two_device_mesh()
+    tx = MAKERS[name]()
+    params, state, g = _sharded(mesh, tree([(96, 96), (8,)]), tx)
+    specs = jax.tree.map(lambda x: P("d") if x.ndim else P(), (params, state, g))
+    step = jax.jit(jax.shard_map(fused_step(tx), mesh=mesh, in_specs=specs, out_specs=specs[:2]))
+    assert _kernel_calls(step.lower(params, state, g).as_text())
+    _close(step(params, state, g), jax.jit(plain_step(tx))(params, state, g))
+
+
+@pytest.mark.parametrize("name", ["adam", "lion"])
+def test_a_traced_hyperparameter_keeps_the_kernels_where_they_belong(name, default_device):
+    """A transformation built inside the jitted function from a traced learning rate closes
+    over a tracer. Its step still has the kernels on one CPU device and is differentiable in
+    that learning rate, and it has no kernel when exported for a TPU or split over devices.
+    (Where the default device is an accelerator such a step is the composition: it cannot
+    be traced again when a CPU lowering asks for the kernels, and they are not built for it.)"""
+    make = {"adam": gx.adam, "lion": gx.lion}[name]
+    params = tree(SIZES)
+    g = grads(params, 0)
+
+    def step(lr, p, g, kernel=True):
+        tx = make(lr)
+        return gx.update_and_apply(tx, g, tx.init(p), p, kernel=kernel)
+
+    fused, plain = jax.jit(step), jax.jit(functools.partial(step, kernel=False))
+    assert bool(_kernel_calls(fused.lower(1e-2, params, g).as_text())) == (default_device == "cpu")
+    _close(fused(1e-2, params, g), plain(1e-2, params, g))
+
+    def loss(lr, kernel):
+        return sum(jnp.sum(x) for x in jax.tree.leaves(step(lr, params, g, kernel)[0]))
+
+    _close(jax.jit(jax.grad(loss), static_argnums=1)(1e-2, True), jax.grad(loss)(1e-2, False), rtol=1e-5)
+    assert not _kernel_calls(export.export(fused, platforms=["tpu"])(1e-2, params, g).mlir_module())
+    mesh = _two_device_mesh()
+    sharded, _, sharded_g = _sharded(mesh, tree([(96, 96), (8,)]), make(1e-2))
+    new, _ = fused(1e-2, sharded, sharded_g)
+    assert all(x.sharding.spec == P("d") for x in jax.tree.leaves(new))
