@@ -35,8 +35,8 @@ import jax
 from jax.extend import core as jcore
 from jax.interpreters import ad, batching, mlir
 
-# A branch of the step: traced already (a closed jaxpr without effects whose constants are
-# concrete), or a function of the operands traced only when its platform is lowered for.
+# A branch of the step: traced already (a closed jaxpr whose constants are concrete), or a
+# function of the operands traced only when its platform is lowered for.
 Branch = Union[jcore.ClosedJaxpr, Callable[..., Sequence[Any]]]
 
 step_p = jcore.Primitive("gradxform_step")
@@ -48,17 +48,22 @@ def placed(fused: Branch, plain: Branch, operands: Sequence[Any]) -> list[Any]:
 
     Args:
       fused: the kernels' step.
-      plain: the same step as the plain composition. Exactly one of the two is a closed
-        jaxpr (it gives the results' shapes); the other is a function of the operands that
-        closes over concrete values only, traced when its platform is lowered for (and, for
-        ``plain``, when the step is differentiated or batched).
+      plain: the same step as the plain composition. At least one of the two is a closed
+        jaxpr (it gives the results' shapes); the other may be a function of the operands
+        that closes over concrete values only, traced when its platform is lowered for
+        (and, for ``plain``, when the step is differentiated or batched). A step with
+        effects (a callback) has both traced: the primitive carries their effects.
       operands: the step's traced operands.
 
     Returns:
       The step's results, as a list.
     """
     traced = fused if isinstance(fused, jcore.ClosedJaxpr) else plain
-    return step_p.bind(*operands, fused=fused, plain=plain, out_avals=tuple(traced.out_avals))
+    effects = frozenset().union(*(b.effects for b in (fused, plain) if isinstance(b, jcore.ClosedJaxpr)))
+    if effects and not all(isinstance(b, jcore.ClosedJaxpr) for b in (fused, plain)):
+        raise ValueError("gradxform_step: a step with effects must have both branches traced")
+    out_avals = tuple(traced.out_avals)
+    return step_p.bind(*operands, fused=fused, plain=plain, out_avals=out_avals, step_effects=effects)
 
 
 def _fun(branch: Branch) -> Callable[..., list[Any]]:
@@ -67,11 +72,11 @@ def _fun(branch: Branch) -> Callable[..., list[Any]]:
     return lambda *xs: list(branch(*xs))
 
 
-def _abstract_eval(*avals: Any, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]) -> list[Any]:
-    return list(out_avals)
+def _abstract_eval(*avals: Any, out_avals: tuple[Any, ...], step_effects: frozenset, **branches: Branch):
+    return list(out_avals), step_effects
 
 
-def _impl(*operands: Any, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]) -> list[Any]:
+def _impl(*operands: Any, plain: Branch, **params: Any) -> list[Any]:
     # Bound eagerly only from a batching rule outside jit: the plain composition is exact.
     return _fun(plain)(*operands)
 
@@ -91,7 +96,9 @@ def partitioned(ctx: Any) -> bool:
 
 
 def _lowering(which: str) -> Callable[..., Any]:
-    def rule(ctx: Any, *operands: Any, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]) -> Any:
+    def rule(
+        ctx: Any, *operands: Any, fused: Branch, plain: Branch, out_avals: tuple[Any, ...], **params: Any
+    ) -> Any:
         branch = fused if which == "fused" and not partitioned(ctx) else plain
         if isinstance(branch, jcore.ClosedJaxpr):
             # As traced (a call XLA inlines), not traced a second time.
@@ -106,12 +113,12 @@ def _lowering(which: str) -> Callable[..., Any]:
     return rule
 
 
-def _jvp(primals: Sequence[Any], tangents: Sequence[Any], *, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]):
+def _jvp(primals: Sequence[Any], tangents: Sequence[Any], *, plain: Branch, **params: Any):
     tangents = [ad.instantiate_zeros(t) for t in tangents]
     return jax.jvp(_fun(plain), list(primals), tangents)
 
 
-def _batch(operands: Sequence[Any], dims: Sequence[Any], *, fused: Branch, plain: Branch, out_avals: tuple[Any, ...]):
+def _batch(operands: Sequence[Any], dims: Sequence[Any], *, fused: Branch, plain: Branch, **params: Any):
     in_axes = [d if isinstance(d, int) else None for d in dims]  # unmapped: None or a sentinel
 
     def batched(branch: Branch) -> Branch:
@@ -123,7 +130,7 @@ def _batch(operands: Sequence[Any], dims: Sequence[Any], *, fused: Branch, plain
 
 
 step_p.def_impl(_impl)
-step_p.def_abstract_eval(_abstract_eval)
+step_p.def_effectful_abstract_eval(_abstract_eval)
 mlir.register_lowering(step_p, _lowering("plain"))
 mlir.register_lowering(step_p, _lowering("fused"), platform="cpu")
 ad.primitive_jvps[step_p] = _jvp

@@ -151,19 +151,12 @@ def update_and_apply(
     operands = [leaves[i] for i in traced]
     first = jax.make_jaxpr(plain_flat if on_accelerator else fused_flat)(*operands)
     out_tree = out_trees[-1]
-    if first.effects:
-        # A step with effects (a callback in a transformation) cannot be bound as one
-        # primitive: both branches are traced here, for XLA to choose by platform.
-        def here() -> tuple[Params, State]:
-            return _kernels_step(tx, grads, state, params, extra)
-
-        return jax.lax.platform_dependent(cpu=here, default=lambda: plain_step(tx, grads, state, params, extra))
-    if any(isinstance(c, jax.core.Tracer) for c in first.consts):
-        # The step closes over traced values (a hyperparameter given as a tracer, perhaps
-        # being differentiated), so it cannot be traced again later. Where the default
-        # device is an accelerator it is the plain composition (no kernels are built for
-        # it); otherwise both branches are traced now, and the traced values they close
-        # over become operands.
+    if first.effects or any(isinstance(c, jax.core.Tracer) for c in first.consts):
+        # The step has effects (a callback, a verbose line search's print) or closes over
+        # traced values (a hyperparameter given as a tracer, perhaps being differentiated),
+        # so it is not traced again later. Where the default device is an accelerator it is
+        # the plain composition (no kernels are built for it); otherwise both branches are
+        # traced now, and the values they close over become operands.
         if on_accelerator:
             return out_tree.unflatten(jcore.jaxpr_as_fun(first)(*operands))
         fused, plain, operands = _with_consts_as_operands(first, jax.make_jaxpr(plain_flat)(*operands), operands)

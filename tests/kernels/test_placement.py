@@ -238,3 +238,32 @@ def test_a_traced_hyperparameter_keeps_the_kernels_where_they_belong(name, defau
     sharded, _, sharded_g = _sharded(mesh, tree([(96, 96), (8,)]), make(1e-2))
     new, _ = fused(1e-2, sharded, sharded_g)
     assert all(x.sharding.spec == P("d") for x in jax.tree.leaves(new))
+
+
+def test_a_step_with_effects_is_placed_like_any_step(default_device):
+    """A step whose transformation has an effect (here a callback that counts its calls, as
+    a verbose line search's print has) keeps its kernels on one CPU device and is the
+    composition when split over devices (keeping the parameters' sharding); either way the
+    callback runs once a step, with the composition's numbers. Where the default device is
+    an accelerator such a step is the composition."""
+    calls = []
+
+    def update(updates, state, params=None):
+        jax.debug.callback(lambda: calls.append(1))
+        return updates, state
+
+    tx = gx.chain(gx.adam(1e-2), gx.GradientTransformation(lambda p: (), update))
+    step = jax.jit(fused_step(tx))
+    plain = jax.jit(plain_step(tx))
+    params = tree([(96, 96), (8,)])
+    sharded = _sharded(_two_device_mesh(), params, tx)
+    for args in ((params, tx.init(params), grads(params, 0)), sharded):
+        lowered = step.lower(*args).as_text()
+        single = args[0]["w000"].sharding.num_devices == 1
+        assert bool(_kernel_calls(lowered)) == (single and default_device == "cpu")
+        calls.clear()
+        got = step(*args)
+        jax.effects_barrier()
+        assert len(calls) == 1
+        _close(got, plain(*args))
+    assert all(x.sharding.spec == P("d") for x in jax.tree.leaves(got[0]))
