@@ -116,8 +116,8 @@ __attribute__((noinline)) void EncodeValues(const float* __restrict__ x, int64_t
 
 // Encodes one block of `size` values (padding included), as quantize does: the block's
 // largest magnitude and smallest value, then a code per value. A NaN is left out of the
-// maximum and minimum, as in XLA's fused plain step, so one NaN gradient costs its own value
-// and not the block's scale: the other values of the block still decode to numbers.
+// maximum and minimum, so one NaN gradient costs its own value and not the block's scale:
+// the other values of the block still decode to numbers.
 inline void EncodeBlock(const float* x, int64_t size, uint32_t first, bool stochastic, uint32_t seed,
                         uint8_t* codes, float* absmax, bool* nonneg) {
   // Kept per lane, so that the reductions vectorize.

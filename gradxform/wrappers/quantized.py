@@ -129,8 +129,12 @@ def _quantize(x: jax.Array, block_size: int, seed: jax.Array | None = None) -> t
     blocks = max(1, -(-n // block_size))
     flat = jnp.ravel(x).astype(jnp.float32)
     flat = jnp.pad(flat, (0, blocks * block_size - n)).reshape(blocks, block_size)
-    absmax = jnp.max(jnp.abs(flat), axis=1)
-    nonneg = jnp.min(flat, axis=1) >= 0
+    # A NaN is left out of its block's maximum and minimum (a zero changes neither test), so
+    # one NaN costs its own value, not its block's scale. Said here rather than left to XLA,
+    # whose reductions propagate a NaN or drop it depending on the version and the backend.
+    counted = jnp.where(jnp.isnan(flat), 0.0, flat)
+    absmax = jnp.max(jnp.abs(counted), axis=1)
+    nonneg = jnp.min(counted, axis=1) >= 0
     scale = jnp.where(absmax > 0, absmax, 1.0)[:, None]
     u = 0.5 if seed is None else _uniform(flat.shape, seed)
     a = jnp.abs(flat) / scale

@@ -143,7 +143,7 @@ def test_a_hyperparameter_changed_between_steps_reaches_the_kernel():
 
 
 def test_a_nan_gradient_costs_its_own_value_not_its_blocks_scale():
-    """A NaN is left out of a block's maximum and minimum (as in XLA's fused plain step), so
+    """A NaN is left out of a block's maximum and minimum (by the kernel and by quantize), so
     the block's other values keep their codes and decode to numbers."""
     tx = gx.quantized_state(gx.adam(1e-2), stochastic_rounding=False)
     params = {"w": jnp.linspace(-1.0, 1.0, 5000, dtype=jnp.float32)}
