@@ -225,6 +225,27 @@ def test_init_keeps_parameter_sharding():
     assert all(x.sharding.is_equivalent_to(sharding, x.ndim) for x in jax.tree.leaves(state) if x.ndim >= 1)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [lambda: gx.adafactor(1e-3), lambda: gx.scale_by_factored_rms(), lambda: gx.sm3(0.1)],
+    ids=["adafactor", "scale_by_factored_rms", "sm3"],
+)
+def test_init_keeps_parameter_sharding_of_full_size_state(make):
+    """A state leaf as large as its parameter is laid out like it, as Optax's Adafactor
+    does: Adafactor's unfactored second moment (a vector, or a matrix with a side shorter
+    than min_dim_size_to_factor) and SM3's accumulator of a vector were built on one
+    device, so a sharded model's whole optimizer state for them landed on device 0."""
+    devices = jax.devices()
+    assert len(devices) >= 2, "tests/conftest.py simulates two CPU devices"
+    mesh = jax.sharding.Mesh(np.array(devices[:2]), ("data",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    params = {"w": jax.device_put(jnp.ones((8, 4)), sharding), "b": jax.device_put(jnp.ones(6), sharding)}
+    state = make().init(params)
+    full = [x for x in jax.tree.leaves(state) if x.shape in ((8, 4), (6,))]
+    assert full
+    assert all(x.sharding.is_equivalent_to(sharding, x.ndim) for x in full), [x.sharding for x in full]
+
+
 def test_step_counters_saturate():
     top = jnp.iinfo(jnp.int32).max
     tx = gx.bias_correction(0.5)

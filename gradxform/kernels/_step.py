@@ -70,7 +70,8 @@ def update_and_apply(
     kernels update them in place. Whether the kernels run is decided when XLA's program is
     built: a step lowered for a GPU or TPU (also from a CPU host, by ``jax.export`` or an
     ahead-of-time compile) is the plain composition, and so is a step that XLA splits over
-    several devices (``jit`` with sharded arrays), which keeps its parameters' sharding;
+    several devices (``jit`` with sharded arrays, or arrays on a mesh with ``Explicit``
+    axes), which keeps its parameters' sharding;
     inside ``shard_map`` the kernels run on each device's shards. The kernels have no
     derivative, so a step that is being differentiated (``jax.grad`` through it, for
     meta-learning, also through an already-jitted step) has the plain composition's
@@ -121,6 +122,8 @@ def update_and_apply(
     leaves, tree = jax.tree.flatten((grads, state, params, extra))
     traced = [i for i, x in enumerate(leaves) if isinstance(x, jax.core.Tracer)]
     if not traced:  # eagerly, the plain composition is as fast
+        return plain_step(tx, grads, state, params, extra)
+    if any(_explicitly_split(leaves[i]) for i in traced):
         return plain_step(tx, grads, state, params, extra)
     # On a CPU host the kernels' step is traced now and the plain composition only if the
     # step is lowered for another platform. Where the default device is an accelerator, it
@@ -186,6 +189,23 @@ def _with_consts_as_operands(
         return jax.make_jaxpr(call)(*everything)
 
     return over_everything(fused, n), over_everything(plain, n + n_fused), everything
+
+
+def _explicitly_split(x: Any) -> bool:
+    """Whether ``x`` is traced over a mesh with an ``Explicit`` axis of more than one device
+    that is not manual (``jax.sharding.AxisType.Explicit``, ``jax.set_mesh``).
+
+    There the shardings are part of the arrays' types while the step is traced, and the
+    program is split over devices, so it would take the composition at lowering anyway; but
+    the primitive's result types come from the trace of the kernels' step, whose custom
+    calls return unsharded types, so the parameters and state came back replicated on every
+    device. Such a step is the composition from the start, with the composition's types.
+    Inside ``shard_map`` the mesh axes are ``Manual`` and the kernels still run.
+    """
+    mesh = getattr(getattr(jax.typeof(x), "sharding", None), "mesh", None)
+    types = getattr(mesh, "axis_types", ())
+    sizes = getattr(mesh, "axis_sizes", ())
+    return any(t == jax.sharding.AxisType.Explicit and n > 1 for t, n in zip(types, sizes))
 
 
 def _accelerator_by_default() -> bool:

@@ -135,8 +135,9 @@ def scale_by_factored_rms(
             return jnp.zeros(np.delete(p.shape, dims[0]), _real_dtype(p)) if dims else jnp.zeros([], _real_dtype(p))
 
         def full(p):
+            # zeros_like keeps the parameter's sharding: this moment is as large as it.
             dims = _factored_dims(p.shape, factored, min_dim_size_to_factor)
-            return jnp.zeros([], _real_dtype(p)) if dims else jnp.zeros(p.shape, _real_dtype(p))
+            return jnp.zeros([], _real_dtype(p)) if dims else jnp.zeros_like(p, dtype=_real_dtype(p))
 
         return FactoredRmsState(
             new_count(), jax.tree.map(rows, params), jax.tree.map(cols, params), jax.tree.map(full, params)
@@ -217,8 +218,8 @@ def sm3_accumulator(b2: float = 1.0, eps: float = 1e-8) -> GradientTransformatio
         _reject_complex("sm3_accumulator", params)
 
         def per_axis(p):
-            if p.ndim < 2:
-                return [jnp.zeros(p.shape, p.dtype)]
+            if p.ndim < 2:  # as large as the parameter: laid out like it (zeros_like)
+                return [jnp.zeros_like(p)]
             return [jnp.zeros((p.shape[i],), p.dtype) for i in range(p.ndim)]
 
         return Sm3State(jax.tree.map(per_axis, params))

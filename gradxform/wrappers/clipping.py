@@ -110,7 +110,11 @@ def unitwise_norm(x: jax.Array, axis: int | tuple[int, ...] | None = None) -> ja
                 "(the axes that index the inputs of one unit)."
             )
     squared = jnp.sum(abs_sq(x), axis=axis, keepdims=True)
-    return jnp.broadcast_to(jnp.sqrt(squared), x.shape)
+    # Broadcast by multiplying with ones laid out like x, not by broadcast_to: over a mesh
+    # with Explicit axes the result must carry x's sharding (a vector's norm, reduced over
+    # its only axis, would come back replicated and adaptive_grad_clip's select of it
+    # against the sharded gradient failed to trace). The product by one is exact.
+    return jnp.sqrt(squared) * jnp.ones_like(x, dtype=squared.dtype)
 
 
 @transformation({"clipping": POSITIVE, "eps": POSITIVE})

@@ -53,7 +53,10 @@ def skipped_updates(like: Any) -> Any:
       like: a pytree of arrays or ``jax.ShapeDtypeStruct`` leaves.
 
     Returns:
-      A pytree of ``-0.0`` arrays with ``like``'s shapes and dtypes.
+      A pytree of ``-0.0`` arrays with ``like``'s shapes, dtypes and shardings. The
+      sharding matters over a mesh with ``Explicit`` axes, where it is part of the type:
+      as the skipping branch of a ``lax.cond`` these must have the type of the updates of
+      the other branch.
 
     Example:
       >>> from gradxform.wrappers.finite import skipped_updates
@@ -61,7 +64,7 @@ def skipped_updates(like: Any) -> Any:
       >>> skipped_updates(jnp.ones(2)).tolist()
       [-0.0, -0.0]
     """
-    return jax.tree.map(lambda x: jnp.full(x.shape, -0.0, x.dtype), like)
+    return jax.tree.map(lambda x: jnp.full_like(x, -0.0), like)
 
 
 class ApplyIfFiniteState(NamedTuple):

@@ -267,3 +267,27 @@ def test_a_step_with_effects_is_placed_like_any_step(default_device):
         assert len(calls) == 1
         _close(got, plain(*args))
     assert all(x.sharding.spec == P("d") for x in jax.tree.leaves(got[0]))
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd+momentum", "lion", "noisy_sgd"])
+def test_a_step_over_an_explicitly_sharded_mesh_keeps_its_sharding(name, default_device):
+    """With a mesh whose axes are ``Explicit`` (``jax.make_mesh(..., axis_types=...)`` and
+    ``jax.set_mesh``), the shardings are part of the arrays' types while the step is traced.
+    A kernel's outputs carry no sharding, so the step's results were typed, and laid out,
+    as replicated: every device got a whole copy of the parameters and the state. The step
+    is the composition there, and keeps the parameters' sharding."""
+    if jax.device_count() < 2:
+        pytest.skip("needs two devices (tests/conftest.py simulates two CPUs)")
+    mesh = jax.make_mesh((2,), ("d",), axis_types=(jax.sharding.AxisType.Explicit,), devices=jax.devices()[:2])
+    tx = MAKERS[name]()
+    with jax.set_mesh(mesh):
+        params, state, g = _sharded(mesh, tree([(96, 96), (8,)]), tx)
+        step = jax.jit(fused_step(tx))
+        assert not _kernel_calls(step.lower(params, state, g).as_text())
+        new, new_state = step(params, state, g)
+        want = jax.jit(plain_step(tx))(params, state, g)
+    for x, y in zip(jax.tree.leaves((new, new_state)), jax.tree.leaves(want)):
+        assert x.sharding.spec == y.sharding.spec, (x.shape, x.sharding, y.sharding)
+    for x in jax.tree.leaves(new):
+        assert x.sharding.is_equivalent_to(NamedSharding(mesh, P("d")), x.ndim), x.sharding
+    _close((new, new_state), want)

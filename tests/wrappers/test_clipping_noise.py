@@ -55,3 +55,23 @@ def test_add_noise_variance_decays_as_eta_over_t_to_the_gamma():
         while int(state.inner_state.count) < t:
             noise, state = tx.update(zeros, state)
         np.testing.assert_allclose(np.var(noise), eta / t**gamma, rtol=0.05)
+
+
+def test_adaptive_grad_clip_over_an_explicitly_sharded_mesh():
+    """Over a mesh with ``Explicit`` axes (``jax.make_mesh``'s default) a vector's unitwise
+    norm came back replicated and the select against its sharded gradient failed to trace
+    (Optax's fails the same way). The oracle is the same step on unsharded arrays."""
+    if jax.device_count() < 2:
+        pytest.skip("needs two devices (tests/conftest.py simulates two CPUs)")
+    mesh = jax.make_mesh((2,), ("d",), axis_types=(jax.sharding.AxisType.Explicit,), devices=jax.devices()[:2])
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    params = {"w": jnp.linspace(-1.0, 1.0, 32).reshape(8, 4), "b": jnp.linspace(-1.0, 1.0, 8)}
+    grads = jax.tree.map(lambda x: 3.0 * jnp.cos(5.0 * x), params)
+    tx = gx.adaptive_grad_clip(0.01)
+    want, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    with jax.set_mesh(mesh):
+        p, g = jax.device_put((params, grads), split)
+        got, _ = jax.jit(tx.update)(g, tx.init(p), p)
+    assert_trees_close(got, want, rtol=1e-6, atol=1e-7)
+    for x in jax.tree.leaves(got):
+        assert x.sharding.is_equivalent_to(split, x.ndim), x.sharding

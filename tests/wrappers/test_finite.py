@@ -183,3 +183,47 @@ def test_dynamic_loss_scale_validates_arguments():
         gx.dynamic_loss_scale(gx.sgd(0.1), initial_scale=0.0)
     with pytest.raises(ValueError, match="dynamic_growth_steps must be an integer >= 1"):
         gx.dynamic_loss_scale(gx.sgd(0.1), dynamic_growth_steps=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        (lambda: gx.apply_if_finite(gx.adam(0.1), 3), lambda: optax.apply_if_finite(optax.adam(0.1), 3), True),
+        (
+            lambda: gx.MultiSteps(gx.adam(0.1), every_k_schedule=2).gradient_transformation(),
+            lambda: optax.MultiSteps(optax.adam(0.1), every_k_schedule=2).gradient_transformation(),
+            False,
+        ),
+    ],
+    ids=["apply_if_finite", "MultiSteps"],
+)
+def test_skipping_wrappers_over_an_explicitly_sharded_mesh(make):
+    """Over a mesh with ``Explicit`` axes (``jax.make_mesh``'s default) the sharding is part
+    of an array's type, and the two branches of the ``lax.cond`` that skips a step must
+    agree on it: the skipped updates were built replicated and tracing failed deep in JAX
+    ("cond branches must have equal output types"). Same numbers and shardings as Optax."""
+    if jax.device_count() < 2:
+        pytest.skip("needs two devices (tests/conftest.py simulates two CPUs)")
+    mesh = jax.make_mesh((2,), ("d",), axis_types=(jax.sharding.AxisType.Explicit,), devices=jax.devices()[:2])
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    ours, theirs, poison = make[0](), make[1](), make[2]
+
+    def run(tx):
+        def step(p, s, g):
+            u, s = tx.update(g, s, p)
+            return optax.apply_updates(p, u), s
+
+        with jax.set_mesh(mesh):
+            p = jax.device_put({"w": jnp.linspace(-1.0, 1.0, 8).reshape(4, 2), "b": jnp.arange(4.0)}, split)
+            s = tx.init(p)
+            for i in range(3):
+                g = jax.tree.map(lambda x: jnp.cos(x * (i + 1)), p)
+                if poison and i == 1:  # a skipped step
+                    g = {**g, "b": g["b"] * jnp.where(jnp.arange(4) == 0, jnp.nan, 1.0)}
+                p, s = jax.jit(step)(p, s, g)
+        return p
+
+    got, want = run(ours), run(theirs)
+    assert_trees_close(got, want, rtol=1e-5, atol=1e-6)
+    for x in jax.tree.leaves(got):
+        assert x.sharding.is_equivalent_to(split, x.ndim), x.sharding
