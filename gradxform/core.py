@@ -332,6 +332,29 @@ def cast_like(tree: PyTree, reference: PyTree) -> PyTree:
     )
 
 
+def explicit_axes(x: Any) -> tuple[str, ...]:
+    """The mesh axes of more than one device, of type ``Explicit``, that ``x``'s type is
+    sharded over (``jax.make_mesh``'s default axes, under ``jax.set_mesh``): there an
+    array's sharding is part of its type, and reshapes that cross shards must say where
+    their result goes.
+
+    Args:
+      x: an array, a tracer or an abstract value.
+
+    Returns:
+      The axis names, in the order of ``x``'s partition spec; ``()`` for an array that is
+      not sharded over such axes (a single device, ``Auto`` or ``Manual`` axes).
+    """
+    sharding = getattr(jax.typeof(x), "sharding", None) if hasattr(x, "shape") else None
+    spec, mesh = getattr(sharding, "spec", None), getattr(sharding, "mesh", None)
+    if spec is None or mesh is None:
+        return ()
+    kinds = zip(mesh.axis_names, getattr(mesh, "axis_types", ()), getattr(mesh, "axis_sizes", ()))
+    explicit = {name for name, kind, size in kinds if kind == jax.sharding.AxisType.Explicit and size > 1}
+    used = [a for entry in spec if entry is not None for a in (entry if isinstance(entry, tuple) else (entry,))]
+    return tuple(a for a in used if a in explicit)
+
+
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1``, saturating at the dtype's maximum instead of wrapping around."""
     top = jnp.iinfo(count.dtype).max

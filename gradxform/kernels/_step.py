@@ -113,8 +113,11 @@ def update_and_apply(
       [0.9, -0.9]
     """
     if not is_transformation(tx):
+        hint = ""
+        if callable(getattr(tx, "gradient_transformation", None)):  # MultiSteps, Optax's or ours
+            hint = f"; pass tx.gradient_transformation() to use this {type(tx).__name__} here"
         raise TypeError(
-            f"update_and_apply: tx must be a gradient transformation (init, update), got {type(tx).__name__}"
+            f"update_and_apply: tx must be a gradient transformation (init, update), got {type(tx).__name__}{hint}"
         )
 
     if not kernel or differentiated(grads, state, params, extra):

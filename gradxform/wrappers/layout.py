@@ -35,7 +35,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._factory import transformation
-from gradxform.core import GradientTransformation, PyTree, call_update, check_positive_int, is_transformation
+from gradxform.core import (
+    GradientTransformation,
+    PyTree,
+    call_update,
+    check_positive_int,
+    explicit_axes,
+    is_transformation,
+    path_str,
+)
 
 
 class Packed(NamedTuple):
@@ -76,9 +84,22 @@ class Layout:
         """The `Packed` form of ``tree`` (which must have this layout's structure and shapes).
 
         Raises:
-          ValueError: if the tree's structure or leaf shapes differ from the layout's.
+          ValueError: if the tree's structure or leaf shapes differ from the layout's, or a
+            leaf to bucket is sharded over ``Explicit`` mesh axes.
         """
         leaves = self._leaves(tree)
+        for b in self.buckets:
+            for i in b.members:
+                axes = explicit_axes(leaves[i])
+                if axes:
+                    path = path_str(jax.tree_util.tree_flatten_with_path(tree)[0][i][0])
+                    raise ValueError(
+                        f"Layout.pack: the small leaf {path} is sharded over the Explicit mesh axes "
+                        f"{axes}; a bucket is one array, so its leaves cannot keep their own "
+                        "shardings. Build the mesh with Auto axes "
+                        "(axis_types=(jax.sharding.AxisType.Auto, ...)), replicate the small "
+                        "leaves, or keep them out of buckets (a smaller small_size)."
+                    )
         buckets = tuple(
             jnp.concatenate([jnp.ravel(leaves[i]) for i in b.members])
             if len(b.members) > 1

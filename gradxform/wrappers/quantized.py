@@ -37,8 +37,10 @@ from gradxform.core import (
     PyTree,
     call_update,
     check_positive_int,
+    explicit_axes,
     is_transformation,
     new_count,
+    path_str,
     safe_increment,
 )
 
@@ -175,8 +177,23 @@ def quantize(x: jax.Array, block_size: int = 2048, seed: jax.Array | int | None 
       >>> q.codes.dtype.name, [round(v, 2) for v in gx.dequantize(q).tolist()]
       ('uint8', [0.5, -1.0, 0.0])
     """
+    _check_not_explicitly_sharded("quantize", "x", x)
     codes, absmax, nonneg = _quantize(x, block_size, None if seed is None else jnp.asarray(seed, jnp.int32))
     return QuantizedArray(codes, absmax, nonneg, tuple(x.shape), jnp.dtype(x.dtype))
+
+
+def _check_not_explicitly_sharded(owner: str, what: str, x: Any) -> None:
+    """Blocks run across the whole raveled array, which over ``Explicit`` mesh axes would
+    need a layout for the blocks that JAX cannot infer: say so, instead of JAX's
+    ``ShardingTypeError`` from inside the encoding."""
+    axes = explicit_axes(x)
+    if axes:
+        raise ValueError(
+            f"{owner}: {what} is sharded over the Explicit mesh axes {axes} "
+            f"(spec {jax.typeof(x).sharding.spec}). 8-bit block-wise state runs its blocks across the "
+            "whole array, which needs axes of type Auto: build the mesh with "
+            "axis_types=(jax.sharding.AxisType.Auto, ...)."
+        )
 
 
 def dequantize(q: QuantizedArray) -> jax.Array:
@@ -277,6 +294,10 @@ def quantized_state(
       A transformation with `QuantizedState`: Adam's two moments take about
       ``2 + 10 / block_size`` bytes per parameter.
 
+    Raises:
+      ValueError: from ``init``, if a state array to quantize is sharded over ``Explicit``
+        mesh axes (use ``Auto`` axes: the blocks run across the whole array).
+
     References:
       Dettmers, Lewis, Shleifer & Zettlemoyer, "8-bit Optimizers via Block-wise
       Quantization", ICLR 2022. https://arxiv.org/abs/2110.02861
@@ -295,10 +316,11 @@ def quantized_state(
     check_positive_int("quantized_state", "min_size", min_size, minimum=0)
 
     def encode(state: PyTree, count: jax.Array) -> PyTree:
-        leaves, treedef = jax.tree.flatten(state)
+        paths, treedef = jax.tree_util.tree_flatten_with_path(state)
         out = []
-        for i, x in enumerate(leaves):
+        for i, (path, x) in enumerate(paths):
             if _quantizable(x, min_size):
+                _check_not_explicitly_sharded("quantized_state", f"the state leaf {path_str(path)}", x)
                 # A distinct stream per leaf and step: the seed mixes both.
                 seed = count * 7919 + i if stochastic_rounding else None
                 x = quantize(x, block_size, seed)

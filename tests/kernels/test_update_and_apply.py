@@ -260,6 +260,13 @@ def test_not_a_transformation_is_a_clear_error():
         gx.update_and_apply(lambda g: g, {}, (), {})
 
 
+def test_multi_steps_object_is_told_how_to_fit():
+    """``MultiSteps`` is an object with a ``gradient_transformation()`` method, not a
+    transformation: the error says what to pass instead."""
+    with pytest.raises(TypeError, match=r"pass tx.gradient_transformation\(\) to use this MultiSteps"):
+        gx.update_and_apply(gx.MultiSteps(gx.adam(0.1), 2), {}, (), {})
+
+
 def test_mismatched_gradients_name_the_path():
     tx = gx.adam(1e-2)
     params = {"a": jnp.ones(3), "b": jnp.ones(2)}

@@ -133,3 +133,20 @@ def test_wrong_tree_and_bad_arguments_raise():
     with pytest.raises(TypeError, match="inner"):
         gx.bucketed("adam")
     assert gx.bucket_layout(params, small_size=math.inf).kept == ()
+
+
+def test_a_small_leaf_sharded_over_explicit_axes_is_a_clear_error():
+    """A bucket is one array, so its small leaves cannot keep shardings of their own over
+    Explicit axes: packing names the leaf instead of failing inside a concatenation."""
+    if jax.device_count() < 2:
+        pytest.skip("needs two devices (tests/conftest.py simulates two CPUs)")
+    mesh = jax.make_mesh((2,), ("d",), axis_types=(jax.sharding.AxisType.Explicit,), devices=jax.devices()[:2])
+    P = jax.sharding.PartitionSpec
+    with jax.set_mesh(mesh):
+        params = {
+            "w": jax.device_put(jnp.ones((256, 128)), jax.sharding.NamedSharding(mesh, P("d"))),
+            "b": jax.device_put(jnp.ones((128,)), jax.sharding.NamedSharding(mesh, P("d"))),
+            "scale": jnp.ones((128,)),
+        }
+        with pytest.raises(ValueError, match=r"small leaf b is sharded over the Explicit mesh axes \('d',\)"):
+            gx.bucketed(gx.adam(1e-2)).init(params)

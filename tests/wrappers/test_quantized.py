@@ -146,3 +146,38 @@ def test_bad_arguments():
         gx.quantized_state(gx.adam(1e-3), block_size=0)
     with pytest.raises(TypeError, match="inner"):
         gx.quantized_state(3)
+
+
+def _mesh(kind):
+    if jax.device_count() < 2:
+        pytest.skip("needs two devices (tests/conftest.py simulates two CPUs)")
+    return jax.make_mesh((2,), ("d",), axis_types=(kind,), devices=jax.devices()[:2])
+
+
+def test_state_sharded_over_explicit_axes_is_a_clear_error_at_init():
+    """Blocks run across the whole raveled moment, which JAX cannot lay out over Explicit
+    axes: ``init`` says so and names the state leaf, instead of a ShardingTypeError from
+    inside the encoding at the first step."""
+    mesh = _mesh(jax.sharding.AxisType.Explicit)
+    tx = gx.quantized_state(gx.adam(1e-2))
+    with jax.set_mesh(mesh):
+        params = {"w": jax.device_put(jnp.ones((128, 64)), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d")))}
+        with pytest.raises(ValueError, match=r"state leaf .*/w is sharded over the Explicit mesh axes \('d',\).*AxisType.Auto"):
+            tx.init(params)
+
+
+def test_state_sharded_over_auto_axes_keeps_the_parameters_sharding():
+    """The remedy the error gives: over Auto axes the step runs, keeps the parameters'
+    sharding, and has the unsharded step's numbers."""
+    mesh = _mesh(jax.sharding.AxisType.Auto)
+    tx = gx.quantized_state(gx.adam(1e-2))
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    params = {"w": jnp.linspace(-1.0, 1.0, 128 * 64).reshape(128, 64)}
+    grads = {"w": jnp.cos(params["w"])}
+    step = jax.jit(lambda g, s, p: gx.update_and_apply(tx, g, s, p))
+    with jax.set_mesh(mesh):
+        sharded = jax.device_put(params, split)
+        new, _ = step(jax.device_put(grads, split), tx.init(sharded), sharded)
+    want, _ = step(grads, tx.init(params), params)
+    assert new["w"].sharding.is_equivalent_to(split, 2)
+    np.testing.assert_allclose(np.asarray(new["w"]), np.asarray(want["w"]), rtol=1e-6, atol=1e-7)
