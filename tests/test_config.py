@@ -81,6 +81,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "quantized_state": {"inner": lambda: gx.adam(0.1)},
     "ratio": {"numerator": lambda: gx.identity(), "denominator": lambda: gx.chain(gx.square(), gx.add(1.0), gx.sqrt())},
     "scale": {"step_size": -0.1},
+    "scale_by_schedule": {"step_size_fn": lambda: gx.schedules.exponential_decay(-0.1, 3, 0.5)},
     "schedule_free": {"base_optimizer": lambda: gx.sgd(0.1)},
     "scale_by_backtracking_linesearch": {"max_backtracking_steps": 5},
     "scale_by_power_decay": {"rate": 0.1, "power": 0.5},

@@ -7,6 +7,7 @@ from gradxform.primitives.elementwise import (
     elementwise as elementwise,
     scale as scale,
     scale_by_learning_rate as scale_by_learning_rate,
+    scale_by_schedule as scale_by_schedule,
     scale_by_sign as scale_by_sign,
     sqrt as sqrt,
     square as square,

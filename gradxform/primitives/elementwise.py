@@ -72,6 +72,32 @@ def scale_by_learning_rate(learning_rate: float, *, flip_sign: bool = True) -> G
     return elementwise(lambda g: g * (sign * jnp.asarray(learning_rate)).astype(jnp.real(g).dtype))
 
 
+@transformation({"step_size_fn": REAL})
+def scale_by_schedule(step_size_fn: Callable[[jax.Array], jax.Array]) -> GradientTransformation:
+    """Multiplies updates by ``step_size_fn(count)``, with no sign flip (Optax's name).
+
+    This is `scale` given a schedule; ``count`` is the number of updates before this one.
+
+    Args:
+      step_size_fn: a schedule (from `gradxform.schedules`, or any function of the step
+        count).
+
+    Returns:
+      A transformation whose state holds the step count and the current step size.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.scale_by_schedule(gx.linear_schedule(1.0, 0.0, 4))
+      >>> state, sizes = tx.init(jnp.ones(1)), []
+      >>> for _ in range(3):
+      ...     updates, state = tx.update(jnp.ones(1), state)
+      ...     sizes.append(float(updates[0]))
+      >>> sizes
+      [1.0, 0.75, 0.5]
+    """
+    return scale(step_size_fn)
+
+
 @transformation()
 def square() -> GradientTransformation:
     """Replaces each update by its squared magnitude ``|g|**2`` (real for complex ``g``).

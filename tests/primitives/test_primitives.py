@@ -33,6 +33,8 @@ ORACLE_PAIRS = [
     ("scale_by_learning_rate", lambda m: m.scale_by_learning_rate(0.3)),
     ("scale_by_learning_rate-up", lambda m: m.scale_by_learning_rate(0.3, flip_sign=False)),
     ("scale_by_sign", lambda m: m.scale_by_sign()),
+    ("scale_by_schedule", lambda m: m.scale_by_schedule(m.exponential_decay(-0.3, 2, 0.5))),
+    ("scale_by_schedule-function", lambda m: m.scale_by_schedule(lambda count: 0.1 * count + 1.0)),
     ("ema", lambda m: m.ema(0.7)),
     ("ema-no-debias", lambda m: m.ema(0.7, debias=False)),
     ("trace", lambda m: m.trace(0.9)),
