@@ -10,6 +10,7 @@ from gradxform.optimizers.adam import (
     nadamw as nadamw,
     scale_by_adam as scale_by_adam,
     scale_by_adamax as scale_by_adamax,
+    scale_by_amsgrad as scale_by_amsgrad,
 )
 from gradxform.optimizers.rmsprop import (
     adadelta as adadelta,

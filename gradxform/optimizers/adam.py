@@ -284,7 +284,7 @@ def amsgrad(
       bias_correction_nu: debias the second moment before taking the maximum.
 
     Returns:
-      Adam's composition with `decayed_max` (decay 1) after the second moment.
+      ``chain(scale_by_amsgrad(...), scale_by_learning_rate(learning_rate))``.
 
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
@@ -296,12 +296,42 @@ def amsgrad(
       >>> [round(x, 4) for x in tx.update(jnp.ones(1), tx.init(jnp.zeros(1)))[0].tolist()]
       [-0.1]
     """
-    stages = [square(), ema(b2, debias=bias_correction_nu, accumulator_dtype=nu_dtype)]
-    denominator = chain(*stages, decayed_max(1.0, accumulator_dtype=nu_dtype), add(eps_root), sqrt(), add(eps))
     return chain(
-        ratio(ema(b1, debias=bias_correction_mu, accumulator_dtype=mu_dtype), denominator),
+        scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
+
+
+@transformation(_ADAM)
+def scale_by_amsgrad(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    bias_correction_mu: bool = True,
+    bias_correction_nu: bool = True,
+    *,
+    nu_dtype: Any = None,
+) -> GradientTransformation:
+    """AMSGrad's preconditioner, without the learning rate (see `amsgrad`).
+
+    Args:
+      b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu, nu_dtype: as
+        in `amsgrad`.
+
+    Returns:
+      Adam's ratio with `decayed_max` (decay 1) after the second moment.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.scale_by_amsgrad()
+      >>> [round(x, 4) for x in tx.update(jnp.ones(1), tx.init(jnp.zeros(1)))[0].tolist()]
+      [1.0]
+    """
+    stages = [square(), ema(b2, debias=bias_correction_nu, accumulator_dtype=nu_dtype)]
+    denominator = chain(*stages, decayed_max(1.0, accumulator_dtype=nu_dtype), add(eps_root), sqrt(), add(eps))
+    return ratio(ema(b1, debias=bias_correction_mu, accumulator_dtype=mu_dtype), denominator)
 
 
 @transformation({"b1": UNIT, "b2": UNIT, "eps": NON_NEGATIVE})

@@ -48,6 +48,8 @@ ORACLE_PAIRS = [
     ("scale_by_stddev", lambda m: m.scale_by_stddev(0.8)),
     ("scale_by_adam", lambda m: m.scale_by_adam()),
     ("scale_by_adamax", lambda m: m.scale_by_adamax()),
+    ("scale_by_amsgrad", lambda m: m.scale_by_amsgrad(b1=0.8, eps_root=1e-8)),
+    ("scale_by_amsgrad-no-bias-correction", lambda m: m.scale_by_amsgrad(bias_correction_mu=False, bias_correction_nu=False)),
     ("scale_by_rss", lambda m: m.scale_by_rss()),
     ("scale_by_adadelta", lambda m: m.scale_by_adadelta()),
     ("scale_by_lion", lambda m: m.scale_by_lion()),
