@@ -3,7 +3,9 @@
 Every public transformation is made by a function decorated with `transformation`, which
 declares its scalar hyperparameters and their allowed ranges. The decorator
 
-1. validates those hyperparameters eagerly, naming the argument and value;
+1. validates those hyperparameters eagerly, naming the argument and value, and checks that
+   every argument choosing a state's dtype (``mu_dtype``, ``accumulator_dtype``, ...) is a
+   floating-point dtype;
 2. records a `Spec` (name, arguments, the composition it expands to) for ``describe`` and
    configs, and registers the name for ``from_config``;
 3. when the user calls the factory directly (not from inside another factory), keeps the
@@ -36,6 +38,7 @@ from gradxform.core import (
     call_update,
     cast_like,
     check_hyperparam,
+    check_state_dtype,
     is_schedule,
     is_tracer,
     new_count,
@@ -111,6 +114,9 @@ def transformation(
         if missing:
             raise TypeError(f"{public_name}: declared hyperparameters {sorted(missing)} are not arguments")
 
+        # Every argument that chooses the dtype of a state (mu_dtype, accumulator_dtype, ...).
+        state_dtypes = [a for a in sig.parameters if a.endswith("_dtype") or a.startswith("dtype_")]
+
         def build(arguments: dict[str, Any]) -> GradientTransformation:
             bound = inspect.BoundArguments(sig, arguments)  # type: ignore[arg-type]
             with _nested():
@@ -126,6 +132,8 @@ def transformation(
             arguments = dict(bound.arguments)
             for arg, allowed in declared.items():
                 check_hyperparam(public_name, arg, arguments[arg], allowed)
+            for arg in state_dtypes:
+                check_state_dtype(public_name, arg, arguments[arg])
             dynamic = [
                 a for a in declared if arguments[a] is not None and not is_tracer(arguments[a])
             ]

@@ -463,8 +463,37 @@ def check_hyperparam(owner: str, name: str, value: Any, allowed: Interval) -> No
         raise ValueError(
             f"{owner}: {name} must be a scalar number or a schedule, got {type(value).__name__} {name}={value!r}."
         ) from None
+    if math.isinf(x):
+        # Hyperparameters are float32 data that set_hyperparams also keeps finite; an
+        # infinite one (a learning rate of inf) only turns the parameters into NaN.
+        bound = "" if allowed.low == -math.inf and allowed.high == math.inf else f" and {allowed}"
+        raise ValueError(f"{owner}: {name} must be finite{bound}, got {name}={value!r}.")
     if not allowed.contains(x):
         raise ValueError(f"{owner}: {name} must be {allowed}, got {name}={value!r}.")
+
+
+def check_state_dtype(owner: str, name: str, value: Any) -> None:
+    """Validates the dtype asked for an optimizer's state (``mu_dtype``, ``accumulator_dtype``).
+
+    Raises:
+      ValueError: naming ``owner``'s argument ``name`` unless ``value`` is ``None`` or a
+        floating-point or complex dtype. An integer moment would truncate every update
+        (``1 - b2`` times a small gradient rounds to zero) and yield NaN or no progress.
+    """
+    if value is None:
+        return
+    try:
+        dtype = jnp.dtype(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{owner}: {name} must be a dtype such as jnp.float32 or 'bfloat16' (or None for the "
+            f"parameters' dtype), got {name}={value!r}."
+        ) from None
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise ValueError(
+            f"{owner}: {name} must be a floating-point (or complex) dtype, or None for the "
+            f"parameters' dtype, got {name}={value!r}."
+        )
 
 
 def check_choice(owner: str, name: str, value: Any, choices: tuple[Any, ...]) -> None:

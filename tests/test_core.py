@@ -287,8 +287,12 @@ def test_repr_html_renders_stages():
         (lambda: gx.sgd(0.1, momentum=True), r"momentum must be a number or a schedule, got bool"),
         (lambda: gx.rmsprop(0.1, decay=float("nan")), r"decay must be in \[0, 1\)"),
         (lambda: gx.clip_by_global_norm(0.0), r"max_norm must be > 0"),
+        (lambda: gx.adam(float("inf")), r"adam: learning_rate must be finite and >= 0, got learning_rate=inf"),
+        (lambda: gx.adam(1e-3, nu_dtype=jnp.int32), r"adam: nu_dtype must be a floating-point"),
+        (lambda: gx.sgd(0.1, momentum=0.9, accumulator_dtype="int8"), r"sgd: accumulator_dtype must be a floating-point"),
+        (lambda: gx.adam(1e-3, mu_dtype="float33"), r"adam: mu_dtype must be a dtype such as"),
     ],
-    ids=["negative-lr", "b1", "b2", "eps", "string", "bool", "nan", "max-norm"],
+    ids=["negative-lr", "b1", "b2", "eps", "string", "bool", "nan", "max-norm", "inf-lr", "int-moment", "int-accumulator", "unknown-dtype"],
 )
 def test_invalid_hyperparameters_raise_at_construction(make, match):
     with pytest.raises(ValueError, match=match):
