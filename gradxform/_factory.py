@@ -48,6 +48,12 @@ from gradxform.core import (
 
 REGISTRY: dict[str, Callable[..., Any]] = {}
 
+# Each factory's declared hyperparameters and their allowed ranges. A state does not record
+# which factory made it (it holds arrays only), so set_hyperparams finds the factories whose
+# hyperparameters are exactly the state's (else a superset of them) and accepts a value that
+# one of them allows: this stops a negative learning rate or b1 = 1.5.
+_DECLARED: dict[str, dict[str, Interval]] = {}
+
 _local = threading.local()
 
 
@@ -144,6 +150,7 @@ def transformation(
             return _inject(public_name, arguments, dynamic, build)
 
         public.__gradxform_hyperparams__ = tuple(declared)  # type: ignore[attr-defined]
+        _DECLARED[public_name] = declared
         REGISTRY[public_name] = public
         return public
 
@@ -324,8 +331,9 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
 
     Raises:
       KeyError: for an unknown or ambiguous name, listing the available ones.
-      ValueError: for a value that is not a finite real scalar, or for a hyperparameter
-        that follows a schedule (set the schedule's arguments instead).
+      ValueError: for a value that is not a finite real scalar, that is outside the range
+        the hyperparameter allows (a negative learning rate, ``b1`` >= 1), or for a
+        hyperparameter that follows a schedule (set the schedule's arguments instead).
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -351,13 +359,29 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
                 f"{full} follows a schedule; set its arguments instead: "
                 f"{sorted(k for k in keyed if k.startswith(n + '.'))}."
             )
-        arr = jnp.asarray(value)
-        if arr.shape != () or not jnp.issubdtype(arr.dtype, jnp.number) or jnp.iscomplexobj(arr):
-            raise ValueError(f"{full} must be a real scalar, got {value!r}.")
-        if not is_tracer(arr) and not bool(jnp.isfinite(arr)):
-            raise ValueError(f"{full} must be finite, got {value!r}.")
+        try:
+            arr = jnp.asarray(value)
+        except TypeError:  # a string, None, an object: JAX's message would not name the key
+            arr = None
+        if arr is None or arr.shape != () or not jnp.issubdtype(arr.dtype, jnp.number) or jnp.iscomplexobj(arr):
+            raise ValueError(f"{full} must be a real scalar, got {type(value).__name__} {value!r}.")
+        if not is_tracer(arr):
+            if not bool(jnp.isfinite(arr)):
+                raise ValueError(f"{full} must be finite, got {value!r}.")
+            bounds = _bounds(n, set(st.hyperparams)) if sched is None else []
+            if bounds and not any(b.contains(float(arr)) for b in bounds):
+                allowed = " or ".join(sorted({str(b) for b in bounds}))
+                raise ValueError(f"{full} must be {allowed}, got {full}={value!r}.")
         changes.setdefault(path, {})[f"{sched[0]}.{sched[1]}" if sched else n] = _f32(arr)
     return _replace(state, changes)
+
+
+def _bounds(name: str, names: set[str]) -> list[Interval]:
+    """The ranges allowed for ``name`` by the factories that may have made a state holding
+    the hyperparameters ``names``."""
+    exact = [d for d in _DECLARED.values() if set(d) == names]
+    owners = exact or [d for d in _DECLARED.values() if names <= set(d)]
+    return [d[name] for d in owners if name in d]
 
 
 def _replace(node: Any, changes: dict, path: tuple[tuple[str, str], ...] = ()) -> Any:

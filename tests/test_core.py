@@ -163,6 +163,22 @@ def test_hyperparams_in_nested_compositions_are_qualified():
         gx.set_hyperparams(state, max_norm=float("nan"))
 
 
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        ({"learning_rate": -0.1}, r"learning_rate must be >= 0, got learning_rate=-0.1"),
+        ({"b1": 1.5}, r"b1 must be in \[0, 1\), got b1=1.5"),
+        ({"eps": -1e-8}, r"eps must be >= 0"),
+        ({"learning_rate": "0.1"}, r"learning_rate must be a real scalar, got str '0.1'"),
+    ],
+    ids=["negative-lr", "b1", "eps", "string"],
+)
+def test_set_hyperparams_checks_the_range_it_was_built_with(changes, match):
+    state = gx.adam(1e-3).init({"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match=match):
+        gx.set_hyperparams(state, **changes)
+
+
 def test_hyperparams_stay_float32_with_bfloat16_params():
     params = {"w": jnp.ones((3, 2), jnp.bfloat16)}
     tx = gx.adamw(1e-3)
