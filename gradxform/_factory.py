@@ -211,7 +211,11 @@ def _inject(
             )
         values = current_values(state.count, state.hyperparams, state.schedule_args)
         inner = build({**arguments, **values})
-        new_updates, inner_state = call_update(inner, updates, state.inner_state, params, extra)
+        try:
+            new_updates, inner_state = call_update(inner, updates, state.inner_state, params, extra)
+        except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages
+            _check_inner_state(public_name, eager, updates, state.inner_state, e)
+            raise
         new_updates = cast_like(new_updates, updates)
         return new_updates, HyperparamsState(
             safe_increment(state.count), values, state.schedule_args, inner_state
@@ -219,6 +223,25 @@ def _inject(
 
     spec = Spec(public_name, arguments, _body_of(eager), tuple(dynamic))
     return GradientTransformation(init, update, spec)
+
+
+def _check_inner_state(
+    public_name: str, eager: GradientTransformation, updates: Any, inner_state: Any, error: Exception
+) -> None:
+    """After ``update`` failed: raises a ``ValueError`` saying the state was made by another
+    optimizer if its structure is not the one ``init`` gives (optimizers with the same
+    hyperparameters, such as adam and nadam, pass the check on hyperparameter names)."""
+    try:
+        expected = jax.tree.structure(jax.eval_shape(eager.init, updates))
+    except Exception:  # the updates themselves are at fault: keep the original error
+        return
+    if expected != jax.tree.structure(inner_state):
+        raise ValueError(
+            f"{public_name}.update() was given a state that {public_name}.init() does not make "
+            f"(it has the same hyperparameters but different parts; was it made by another "
+            f"optimizer's init()?). Build it with {public_name}.init(params), or restore the "
+            f"checkpoint this optimizer saved."
+        ) from error
 
 
 # --------------------------------------------------------------------------- reading and writing

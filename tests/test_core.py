@@ -336,6 +336,15 @@ def test_chain_rejects_non_transformations_and_foreign_state():
         gx.adam(1e-3).update({"w": jnp.ones(2)}, gx.sgd(0.1, momentum=0.9).init({"w": jnp.ones(2)}))
 
 
+def test_state_of_an_optimizer_with_the_same_hyperparameters_is_named():
+    # nadam and adam have the same hyperparameter names but different states.
+    params = {"w": jnp.ones(2)}
+    with pytest.raises(ValueError, match=r"adam.update\(\) was given a state that adam.init\(\) does not make"):
+        gx.adam(1e-3).update(params, gx.nadam(1e-3).init(params))
+    with pytest.raises(ValueError, match=r"adam.update\(\) was given a state that adam.init\(\) does not make"):
+        jax.jit(gx.adam(1e-3).update)(params, gx.nadam(1e-3).init(params))
+
+
 # --------------------------------------------------------------------------- extra arguments
 
 
