@@ -496,6 +496,24 @@ def check_state_dtype(owner: str, name: str, value: Any) -> None:
         )
 
 
+def mask_bool(owner: str, path: tuple[Any, ...], leaf: Any) -> bool:
+    """A leaf of a mask as a bool.
+
+    Raises:
+      ValueError: naming ``owner`` and the leaf's path unless the leaf is a boolean (or 0/1,
+        as a Python or NumPy scalar). A string such as ``"no_decay"`` (a partition label
+        given as a mask) would otherwise be truthy and select its parameters silently.
+    """
+    value = leaf.item() if isinstance(leaf, (np.ndarray, np.generic, jax.Array)) and np.ndim(leaf) == 0 else leaf
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(
+        f"{owner}: the mask at '{path_str(path)}' is {type(value).__name__} {value!r}; a mask holds "
+        "booleans (True selects). To give groups of parameters different transformations by "
+        "label, use gx.partition (gx.multi_transform)."
+    )
+
+
 def check_choice(owner: str, name: str, value: Any, choices: tuple[Any, ...]) -> None:
     """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
