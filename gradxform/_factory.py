@@ -146,7 +146,9 @@ def transformation(
             if _is_nested() or not dynamic:
                 body = build(arguments)
                 spec = Spec(public_name, arguments, _body_of(body), tuple(dynamic))
-                return GradientTransformation(body.init, body.update, spec)
+                if _is_nested():
+                    return GradientTransformation(body.init, body.update, spec)
+                return GradientTransformation(body.init, _checked_update(public_name, body), spec)
             return _inject(public_name, arguments, dynamic, build)
 
         public.__gradxform_hyperparams__ = tuple(declared)  # type: ignore[attr-defined]
@@ -225,12 +227,27 @@ def _inject(
     return GradientTransformation(init, update, spec)
 
 
+def _checked_update(public_name: str, body: GradientTransformation) -> Callable[..., Any]:
+    """``body.update``, turning a failure caused by a foreign state (``multi_steps`` given its
+    inner optimizer's state) into an error that says so; costs nothing when it succeeds."""
+
+    def update(updates, state, params=None, **extra):
+        try:
+            return call_update(body, updates, state, params, extra)
+        except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages
+            _check_inner_state(public_name, body, updates, state, e)
+            raise
+
+    return update
+
+
 def _check_inner_state(
     public_name: str, eager: GradientTransformation, updates: Any, inner_state: Any, error: Exception
 ) -> None:
     """After ``update`` failed: raises a ``ValueError`` saying the state was made by another
     optimizer if its structure is not the one ``init`` gives (optimizers with the same
-    hyperparameters, such as adam and nadam, pass the check on hyperparameter names)."""
+    hyperparameters, such as adam and nadam, pass the check on hyperparameter names, and
+    wrappers keep no hyperparameters to check)."""
     try:
         expected = jax.tree.structure(jax.eval_shape(eager.init, updates))
     except Exception:  # the updates themselves are at fault: keep the original error
@@ -238,8 +255,8 @@ def _check_inner_state(
     if expected != jax.tree.structure(inner_state):
         raise ValueError(
             f"{public_name}.update() was given a state that {public_name}.init() does not make "
-            f"(it has the same hyperparameters but different parts; was it made by another "
-            f"optimizer's init()?). Build it with {public_name}.init(params), or restore the "
+            f"(was it made by another optimizer's init(), or by the optimizer this one wraps?). "
+            f"Build it with {public_name}.init(params), or restore the "
             f"checkpoint this optimizer saved."
         ) from error
 

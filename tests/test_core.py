@@ -345,6 +345,17 @@ def test_state_of_an_optimizer_with_the_same_hyperparameters_is_named():
         jax.jit(gx.adam(1e-3).update)(params, gx.nadam(1e-3).init(params))
 
 
+@pytest.mark.parametrize(
+    "make",
+    [lambda: gx.multi_steps(gx.adam(1e-3), 2), lambda: gx.apply_if_finite(gx.adam(1e-3), 2)],
+    ids=["multi_steps", "apply_if_finite"],
+)
+def test_wrapper_given_its_inner_optimizers_state_says_so(make):
+    params = {"w": jnp.ones(2)}
+    with pytest.raises(ValueError, match=r"update\(\) was given a state that .*init\(\) does not make"):
+        make().update(params, gx.adam(1e-3).init(params), params)
+
+
 # --------------------------------------------------------------------------- extra arguments
 
 
