@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from gradxform.core import (
     HYPERPARAM_DTYPE,
+    as_arrays,
     GradientTransformation,
     Interval,
     Schedule,
@@ -148,7 +149,9 @@ def transformation(
                 spec = Spec(public_name, arguments, _body_of(body), tuple(dynamic))
                 if _is_nested():
                     return GradientTransformation(body.init, body.update, spec)
-                return GradientTransformation(body.init, _checked_update(public_name, body), spec)
+                return GradientTransformation(
+                    lambda params: body.init(as_arrays(params)), _checked_update(public_name, body), spec
+                )
             return _inject(public_name, arguments, dynamic, build)
 
         public.__gradxform_hyperparams__ = tuple(declared)  # type: ignore[attr-defined]
@@ -198,7 +201,7 @@ def _inject(
         count = new_count()
         sargs = schedule_args()
         hyper = current_values(count, {a: _f32(v) for a, v in constants.items()}, sargs)
-        return HyperparamsState(count, hyper, sargs, eager.init(params))
+        return HyperparamsState(count, hyper, sargs, eager.init(as_arrays(params)))
 
     def update(updates, state, params=None, **extra):
         if not isinstance(state, HyperparamsState):
@@ -213,6 +216,7 @@ def _inject(
             )
         values = current_values(state.count, state.hyperparams, state.schedule_args)
         inner = build({**arguments, **values})
+        updates, params = as_arrays(updates), as_arrays(params)
         try:
             new_updates, inner_state = call_update(inner, updates, state.inner_state, params, extra)
         except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages
@@ -232,6 +236,7 @@ def _checked_update(public_name: str, body: GradientTransformation) -> Callable[
     inner optimizer's state) into an error that says so; costs nothing when it succeeds."""
 
     def update(updates, state, params=None, **extra):
+        updates, params = as_arrays(updates), as_arrays(params)
         try:
             return call_update(body, updates, state, params, extra)
         except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages

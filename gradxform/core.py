@@ -322,14 +322,29 @@ def state_dtype(dtype: Any, like: jax.Array) -> Any:
     return jnp.dtype(dtype) if dtype is not None else jnp.asarray(like).dtype if not hasattr(like, "dtype") else like.dtype
 
 
+def as_arrays(tree: PyTree) -> PyTree:
+    """``tree`` with its Python-number leaves (``{"w": 0.5}``, which Optax accepts) made JAX
+    arrays, so that every stage can read a leaf's dtype; ``tree`` itself when it has none."""
+    if all(hasattr(x, "dtype") for x in jax.tree.leaves(tree)):
+        return tree
+    return jax.tree.map(lambda x: x if hasattr(x, "dtype") else jnp.asarray(x), tree)
+
+
 def cast_like(tree: PyTree, reference: PyTree) -> PyTree:
-    """Casts each leaf of ``tree`` to the dtype of the matching leaf of ``reference``."""
-    return jax.tree.map(
-        lambda x, r: x if x is None else x.astype(r.dtype) if x.dtype != r.dtype else x,
-        tree,
-        reference,
-        is_leaf=lambda x: x is None,
-    )
+    """Casts each leaf of ``tree`` to the dtype of the matching leaf of ``reference``.
+
+    A leaf of ``reference`` may be a Python number (gradients given as floats, as Optax
+    accepts): its dtype is then JAX's default for it.
+    """
+
+    def cast(x: Any, r: Any) -> Any:
+        if x is None:
+            return x
+        x = jnp.asarray(x)
+        dtype = r.dtype if hasattr(r, "dtype") else jnp.result_type(r)
+        return x if x.dtype == dtype else x.astype(dtype)
+
+    return jax.tree.map(cast, tree, reference, is_leaf=lambda x: x is None)
 
 
 def explicit_axes(x: Any) -> tuple[str, ...]:

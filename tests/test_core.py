@@ -320,6 +320,15 @@ def test_unknown_argument_is_a_clear_type_error():
         gx.adam(1e-3, beta1=0.9)
 
 
+@pytest.mark.parametrize("name", ["adam", "sgd", "lion", "novograd", "adafactor", "sm3"])
+def test_python_number_leaves_work_as_in_optax(name):
+    # Optax accepts {"w": 0.5}; these failed with "'float' object has no attribute 'dtype'".
+    tx = getattr(gx, name)(1e-3)
+    expected, _ = tx.update({"w": jnp.asarray(0.5)}, tx.init({"w": jnp.asarray(1.0)}), {"w": jnp.asarray(1.0)})
+    updates, _ = tx.update({"w": 0.5}, tx.init({"w": 1.0}), {"w": 1.0})
+    np.testing.assert_allclose(updates["w"], expected["w"])
+
+
 def test_update_with_a_different_tree_names_the_paths():
     tx = gx.adam(1e-3)
     state = tx.init({"w": jnp.ones(2), "b": jnp.ones(1)})
