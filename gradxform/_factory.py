@@ -193,7 +193,7 @@ def _inject(
         return values
 
     # Built once eagerly: validates the whole composition and gives the state's structure.
-    initial = {a: _f32(arguments[a](0)) if a in schedules else arguments[a] for a in dynamic}
+    initial = {a: _first_value(public_name, a, arguments[a]) if a in schedules else arguments[a] for a in dynamic}
     eager = build({**arguments, **initial})
     eager_hyper = tuple(dynamic)
 
@@ -229,6 +229,24 @@ def _inject(
 
     spec = Spec(public_name, arguments, _body_of(eager), tuple(dynamic))
     return GradientTransformation(init, update, spec)
+
+
+def _first_value(public_name: str, arg: str, schedule: Callable[[Any], Any]) -> jax.Array:
+    """``schedule(0)`` as a float32 scalar, or an error naming the argument it was given as."""
+    try:
+        value = _f32(schedule(new_count()))
+    except Exception as e:
+        raise TypeError(
+            f"{public_name}: the schedule given as {arg} failed at step 0 with "
+            f"{type(e).__name__}: {e}. A schedule is a function of the step count (an int32 "
+            "scalar) that returns a number, such as gx.schedules.cosine_decay_schedule(1e-3, 1000)."
+        ) from e
+    if value.shape != ():
+        raise ValueError(
+            f"{public_name}: the schedule given as {arg} must return a scalar, got shape "
+            f"{value.shape} at step 0."
+        )
+    return value
 
 
 def _checked_update(public_name: str, body: GradientTransformation) -> Callable[..., Any]:

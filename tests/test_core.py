@@ -315,6 +315,20 @@ def test_invalid_hyperparameters_raise_at_construction(make, match):
         make()
 
 
+@pytest.mark.parametrize(
+    "schedule,error,match",
+    [
+        (lambda: 0.1, TypeError, r"adam: the schedule given as learning_rate failed at step 0 with TypeError"),
+        (lambda count: "fast", TypeError, r"adam: the schedule given as learning_rate failed at step 0"),
+        (lambda count: jnp.ones(3), ValueError, r"adam: the schedule given as learning_rate must return a scalar, got shape \(3,\)"),
+    ],
+    ids=["no-step-argument", "returns-string", "returns-vector"],
+)
+def test_bad_schedule_is_named_at_construction(schedule, error, match):
+    with pytest.raises(error, match=match):
+        gx.adam(schedule)
+
+
 def test_unknown_argument_is_a_clear_type_error():
     with pytest.raises(TypeError, match=r"adam\(\): .*beta1"):
         gx.adam(1e-3, beta1=0.9)
