@@ -152,6 +152,8 @@ def transformation(
                 return GradientTransformation(
                     lambda params: body.init(as_arrays(params)), _checked_update(public_name, body), spec
                 )
+            for arg in dynamic:
+                _check_schedule_values(public_name, arg, arguments[arg], declared[arg])
             return _inject(public_name, arguments, dynamic, build)
 
         public.__gradxform_hyperparams__ = tuple(declared)  # type: ignore[attr-defined]
@@ -229,6 +231,20 @@ def _inject(
 
     spec = Spec(public_name, arguments, _body_of(eager), tuple(dynamic))
     return GradientTransformation(init, update, spec)
+
+
+def _check_schedule_values(public_name: str, arg: str, schedule: Any, allowed: Interval) -> None:
+    """Raises ``ValueError`` if a `Schedule` given as ``arg`` has a value field (its initial,
+    peak or end value) outside ``arg``'s range: only the value at step 0 is otherwise checked,
+    and a learning rate decaying to a negative end value would turn into gradient ascent."""
+    if not isinstance(schedule, Schedule):
+        return
+    for field, value in schedule.dynamic_args().items():
+        if field.endswith("value") and not is_tracer(value) and not allowed.contains(float(value)):
+            raise ValueError(
+                f"{public_name}: {arg} follows a schedule whose {field} is {value!r}, but {arg} "
+                f"must be {allowed} at every step."
+            )
 
 
 def _first_value(public_name: str, arg: str, schedule: Callable[[Any], Any]) -> jax.Array:
@@ -431,7 +447,12 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
         if not is_tracer(arr):
             if not bool(jnp.isfinite(arr)):
                 raise ValueError(f"{full} must be finite, got {value!r}.")
-            bounds = _bounds(n, set(st.hyperparams)) if sched is None else []
+            if sched is None:
+                bounds = _bounds(n, set(st.hyperparams))
+            elif sched[1].endswith("value"):  # an initial, peak or end value of the schedule
+                bounds = _bounds(sched[0], set(st.hyperparams))
+            else:
+                bounds = []
             if bounds and not any(b.contains(float(arr)) for b in bounds):
                 allowed = " or ".join(sorted({str(b) for b in bounds}))
                 raise ValueError(f"{full} must be {allowed}, got {full}={value!r}.")

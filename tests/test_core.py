@@ -179,6 +179,16 @@ def test_set_hyperparams_checks_the_range_it_was_built_with(changes, match):
         gx.set_hyperparams(state, **changes)
 
 
+def test_schedule_values_are_checked_against_the_hyperparameter_range():
+    # Only the value at step 0 used to be checked: these decayed into gradient ascent.
+    with pytest.raises(ValueError, match=r"adam: learning_rate follows a schedule whose end_value is -0.1"):
+        gx.adam(gx.schedules.linear_schedule(0.1, -0.1, 100))
+    state = gx.adam(gx.schedules.cosine_decay_schedule(1e-3, 100)).init({"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match=r"learning_rate.init_value must be >= 0, got learning_rate.init_value=-1.0"):
+        gx.set_hyperparams(state, **{"learning_rate.init_value": -1.0})
+    gx.set_hyperparams(state, **{"learning_rate.init_value": 0.5, "learning_rate.alpha": 0.1})
+
+
 def test_hyperparams_stay_float32_with_bfloat16_params():
     params = {"w": jnp.ones((3, 2), jnp.bfloat16)}
     tx = gx.adamw(1e-3)
