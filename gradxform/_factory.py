@@ -41,6 +41,7 @@ from gradxform.core import (
     check_hyperparam,
     check_state_dtype,
     is_schedule,
+    is_transformation,
     is_tracer,
     new_count,
     path_str,
@@ -376,17 +377,31 @@ def hyperparams(state: Any, *, schedule_args: bool = False) -> dict[str, jax.Arr
       schedule, the value is the one used by the latest update (before any update, by the
       first).
 
+    Raises:
+      TypeError: if ``state`` is a transformation rather than its state.
+
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
       >>> state = gx.adam(1e-3).init(jnp.zeros(3))
       >>> round(float(gx.hyperparams(state)["b1"]), 6)
       0.9
     """
+    _check_state_arg("hyperparams", state)
     out = {}
     for key, (_, path, n, sched) in _keys(_collect(state), schedule_args).items():
         st = _find(state, path)
         out[key] = st.schedule_args[sched[0]][sched[1]] if sched else st.hyperparams[n]
     return out
+
+
+def _check_state_arg(owner: str, state: Any) -> None:
+    """Raises ``TypeError`` if ``state`` is a transformation: hyperparameters live in the
+    state, and a transformation would silently read as having none."""
+    if is_transformation(state):
+        raise TypeError(
+            f"{owner}: state is a transformation; pass its state instead, as in "
+            f"gx.{owner}(tx.init(params), ...) or the opt_state of a train state."
+        )
 
 
 def _find(state: Any, path: tuple[tuple[str, str], ...]) -> HyperparamsState:
@@ -409,6 +424,7 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
       A new state of the same structure and dtypes, so a jitted step does not recompile.
 
     Raises:
+      TypeError: if ``state`` is a transformation rather than its state.
       KeyError: for an unknown or ambiguous name, listing the available ones.
       ValueError: for a value that is not a finite real scalar, that is outside the range
         the hyperparameter allows (a negative learning rate, ``b1`` >= 1), or for a
@@ -421,6 +437,7 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
       >>> round(float(gx.hyperparams(state)["learning_rate"]), 6)
       0.01
     """
+    _check_state_arg("set_hyperparams", state)
     found = _collect(state)
     keyed = _keys(found, True)
     by_full = {full: v for v in keyed.values() for full in [v[0]]}

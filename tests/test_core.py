@@ -189,6 +189,13 @@ def test_schedule_values_are_checked_against_the_hyperparameter_range():
     gx.set_hyperparams(state, **{"learning_rate.init_value": 0.5, "learning_rate.alpha": 0.1})
 
 
+def test_hyperparams_of_a_transformation_instead_of_its_state_is_an_error():
+    with pytest.raises(TypeError, match=r"hyperparams: state is a transformation"):
+        gx.hyperparams(gx.adam(1e-3))
+    with pytest.raises(TypeError, match=r"set_hyperparams: state is a transformation"):
+        gx.set_hyperparams(gx.adam(1e-3), learning_rate=0.1)
+
+
 def test_hyperparams_stay_float32_with_bfloat16_params():
     params = {"w": jnp.ones((3, 2), jnp.bfloat16)}
     tx = gx.adamw(1e-3)
