@@ -5,7 +5,7 @@ declares its scalar hyperparameters and their allowed ranges. The decorator
 
 1. validates those hyperparameters eagerly, naming the argument and value, and checks that
    every argument choosing a state's dtype (``mu_dtype``, ``accumulator_dtype``, ...) is a
-   floating-point dtype;
+   floating-point dtype and every argument typed ``bool`` is a bool;
 2. records a `Spec` (name, arguments, the composition it expands to) for ``describe`` and
    configs, and registers the name for ``from_config``;
 3. when the user calls the factory directly (not from inside another factory), keeps the
@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradxform.core import (
     HYPERPARAM_DTYPE,
@@ -124,6 +125,8 @@ def transformation(
 
         # Every argument that chooses the dtype of a state (mu_dtype, accumulator_dtype, ...).
         state_dtypes = [a for a in sig.parameters if a.endswith("_dtype") or a.startswith("dtype_")]
+        # Flags typed ``bool``: a string such as "false" would be truthy and switch them on.
+        flags = [a for a, p in sig.parameters.items() if p.annotation in ("bool", bool)]
 
         def build(arguments: dict[str, Any]) -> GradientTransformation:
             bound = inspect.BoundArguments(sig, arguments)  # type: ignore[arg-type]
@@ -142,6 +145,12 @@ def transformation(
                 check_hyperparam(public_name, arg, arguments[arg], allowed)
             for arg in state_dtypes:
                 check_state_dtype(public_name, arg, arguments[arg])
+            for arg in flags:
+                if not isinstance(arguments[arg], (bool, np.bool_)):
+                    raise ValueError(
+                        f"{public_name}: {arg} must be True or False, got "
+                        f"{type(arguments[arg]).__name__} {arg}={arguments[arg]!r}."
+                    )
             dynamic = [
                 a for a in declared if arguments[a] is not None and not is_tracer(arguments[a])
             ]

@@ -324,8 +324,9 @@ def test_repr_html_renders_stages():
         (lambda: gx.adam(1e-3, nu_dtype=jnp.int32), r"adam: nu_dtype must be a floating-point"),
         (lambda: gx.sgd(0.1, momentum=0.9, accumulator_dtype="int8"), r"sgd: accumulator_dtype must be a floating-point"),
         (lambda: gx.adam(1e-3, mu_dtype="float33"), r"adam: mu_dtype must be a dtype such as"),
+        (lambda: gx.sgd(0.1, 0.9, nesterov="false"), r"sgd: nesterov must be True or False, got str nesterov='false'"),
     ],
-    ids=["negative-lr", "b1", "b2", "eps", "string", "bool", "nan", "max-norm", "inf-lr", "int-moment", "int-accumulator", "unknown-dtype"],
+    ids=["negative-lr", "b1", "b2", "eps", "string", "bool", "nan", "max-norm", "inf-lr", "int-moment", "int-accumulator", "unknown-dtype", "flag-string"],
 )
 def test_invalid_hyperparameters_raise_at_construction(make, match):
     with pytest.raises(ValueError, match=match):
