@@ -3,7 +3,9 @@
 Every public transformation is made by a function decorated with `transformation`, which
 declares its scalar hyperparameters and their allowed ranges. The decorator
 
-1. validates those hyperparameters eagerly, naming the argument and value;
+1. validates those hyperparameters eagerly, naming the argument and value, and checks that
+   every argument choosing a state's dtype (``mu_dtype``, ``accumulator_dtype``, ...) is a
+   floating-point dtype and every argument typed ``bool`` is a bool;
 2. records a `Spec` (name, arguments, the composition it expands to) for ``describe`` and
    configs, and registers the name for ``from_config``;
 3. when the user calls the factory directly (not from inside another factory), keeps the
@@ -26,9 +28,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradxform.core import (
     HYPERPARAM_DTYPE,
+    as_arrays,
     GradientTransformation,
     Interval,
     Schedule,
@@ -36,7 +40,9 @@ from gradxform.core import (
     call_update,
     cast_like,
     check_hyperparam,
+    check_state_dtype,
     is_schedule,
+    is_transformation,
     is_tracer,
     new_count,
     path_str,
@@ -44,6 +50,12 @@ from gradxform.core import (
 )
 
 REGISTRY: dict[str, Callable[..., Any]] = {}
+
+# Each factory's declared hyperparameters and their allowed ranges. A state does not record
+# which factory made it (it holds arrays only), so set_hyperparams finds the factories whose
+# hyperparameters are exactly the state's (else a superset of them) and accepts a value that
+# one of them allows: this stops a negative learning rate or b1 = 1.5.
+_DECLARED: dict[str, dict[str, Interval]] = {}
 
 _local = threading.local()
 
@@ -111,6 +123,11 @@ def transformation(
         if missing:
             raise TypeError(f"{public_name}: declared hyperparameters {sorted(missing)} are not arguments")
 
+        # Every argument that chooses the dtype of a state (mu_dtype, accumulator_dtype, ...).
+        state_dtypes = [a for a in sig.parameters if a.endswith("_dtype") or a.startswith("dtype_")]
+        # Flags typed ``bool``: a string such as "false" would be truthy and switch them on.
+        flags = [a for a, p in sig.parameters.items() if p.annotation in ("bool", bool)]
+
         def build(arguments: dict[str, Any]) -> GradientTransformation:
             bound = inspect.BoundArguments(sig, arguments)  # type: ignore[arg-type]
             with _nested():
@@ -126,16 +143,31 @@ def transformation(
             arguments = dict(bound.arguments)
             for arg, allowed in declared.items():
                 check_hyperparam(public_name, arg, arguments[arg], allowed)
+            for arg in state_dtypes:
+                check_state_dtype(public_name, arg, arguments[arg])
+            for arg in flags:
+                if not isinstance(arguments[arg], (bool, np.bool_)):
+                    raise ValueError(
+                        f"{public_name}: {arg} must be True or False, got "
+                        f"{type(arguments[arg]).__name__} {arg}={arguments[arg]!r}."
+                    )
             dynamic = [
                 a for a in declared if arguments[a] is not None and not is_tracer(arguments[a])
             ]
             if _is_nested() or not dynamic:
                 body = build(arguments)
                 spec = Spec(public_name, arguments, _body_of(body), tuple(dynamic))
-                return GradientTransformation(body.init, body.update, spec)
+                if _is_nested():
+                    return GradientTransformation(body.init, body.update, spec)
+                return GradientTransformation(
+                    lambda params: body.init(as_arrays(params)), _checked_update(public_name, body), spec
+                )
+            for arg in dynamic:
+                _check_schedule_values(public_name, arg, arguments[arg], declared[arg])
             return _inject(public_name, arguments, dynamic, build)
 
         public.__gradxform_hyperparams__ = tuple(declared)  # type: ignore[attr-defined]
+        _DECLARED[public_name] = declared
         REGISTRY[public_name] = public
         return public
 
@@ -173,7 +205,7 @@ def _inject(
         return values
 
     # Built once eagerly: validates the whole composition and gives the state's structure.
-    initial = {a: _f32(arguments[a](0)) if a in schedules else arguments[a] for a in dynamic}
+    initial = {a: _first_value(public_name, a, arguments[a]) if a in schedules else arguments[a] for a in dynamic}
     eager = build({**arguments, **initial})
     eager_hyper = tuple(dynamic)
 
@@ -181,7 +213,7 @@ def _inject(
         count = new_count()
         sargs = schedule_args()
         hyper = current_values(count, {a: _f32(v) for a, v in constants.items()}, sargs)
-        return HyperparamsState(count, hyper, sargs, eager.init(params))
+        return HyperparamsState(count, hyper, sargs, eager.init(as_arrays(params)))
 
     def update(updates, state, params=None, **extra):
         if not isinstance(state, HyperparamsState):
@@ -196,7 +228,12 @@ def _inject(
             )
         values = current_values(state.count, state.hyperparams, state.schedule_args)
         inner = build({**arguments, **values})
-        new_updates, inner_state = call_update(inner, updates, state.inner_state, params, extra)
+        updates, params = as_arrays(updates), as_arrays(params)
+        try:
+            new_updates, inner_state = call_update(inner, updates, state.inner_state, params, extra)
+        except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages
+            _check_inner_state(public_name, eager, updates, state.inner_state, e)
+            raise
         new_updates = cast_like(new_updates, updates)
         return new_updates, HyperparamsState(
             safe_increment(state.count), values, state.schedule_args, inner_state
@@ -204,6 +241,73 @@ def _inject(
 
     spec = Spec(public_name, arguments, _body_of(eager), tuple(dynamic))
     return GradientTransformation(init, update, spec)
+
+
+def _check_schedule_values(public_name: str, arg: str, schedule: Any, allowed: Interval) -> None:
+    """Raises ``ValueError`` if a `Schedule` given as ``arg`` has a value field (its initial,
+    peak or end value) outside ``arg``'s range: only the value at step 0 is otherwise checked,
+    and a learning rate decaying to a negative end value would turn into gradient ascent."""
+    if not isinstance(schedule, Schedule):
+        return
+    for field, value in schedule.dynamic_args().items():
+        if field.endswith("value") and not is_tracer(value) and not allowed.contains(float(value)):
+            raise ValueError(
+                f"{public_name}: {arg} follows a schedule whose {field} is {value!r}, but {arg} "
+                f"must be {allowed} at every step."
+            )
+
+
+def _first_value(public_name: str, arg: str, schedule: Callable[[Any], Any]) -> jax.Array:
+    """``schedule(0)`` as a float32 scalar, or an error naming the argument it was given as."""
+    try:
+        value = _f32(schedule(new_count()))
+    except Exception as e:
+        raise TypeError(
+            f"{public_name}: the schedule given as {arg} failed at step 0 with "
+            f"{type(e).__name__}: {e}. A schedule is a function of the step count (an int32 "
+            "scalar) that returns a number, such as gx.schedules.cosine_decay_schedule(1e-3, 1000)."
+        ) from e
+    if value.shape != ():
+        raise ValueError(
+            f"{public_name}: the schedule given as {arg} must return a scalar, got shape "
+            f"{value.shape} at step 0."
+        )
+    return value
+
+
+def _checked_update(public_name: str, body: GradientTransformation) -> Callable[..., Any]:
+    """``body.update``, turning a failure caused by a foreign state (``multi_steps`` given its
+    inner optimizer's state) into an error that says so; costs nothing when it succeeds."""
+
+    def update(updates, state, params=None, **extra):
+        updates, params = as_arrays(updates), as_arrays(params)
+        try:
+            return call_update(body, updates, state, params, extra)
+        except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages
+            _check_inner_state(public_name, body, updates, state, e)
+            raise
+
+    return update
+
+
+def _check_inner_state(
+    public_name: str, eager: GradientTransformation, updates: Any, inner_state: Any, error: Exception
+) -> None:
+    """After ``update`` failed: raises a ``ValueError`` saying the state was made by another
+    optimizer if its structure is not the one ``init`` gives (optimizers with the same
+    hyperparameters, such as adam and nadam, pass the check on hyperparameter names, and
+    wrappers keep no hyperparameters to check)."""
+    try:
+        expected = jax.tree.structure(jax.eval_shape(eager.init, updates))
+    except Exception:  # the updates themselves are at fault: keep the original error
+        return
+    if expected != jax.tree.structure(inner_state):
+        raise ValueError(
+            f"{public_name}.update() was given a state that {public_name}.init() does not make "
+            f"(was it made by another optimizer's init(), or by the optimizer this one wraps?). "
+            f"Build it with {public_name}.init(params), or restore the "
+            f"checkpoint this optimizer saved."
+        ) from error
 
 
 # --------------------------------------------------------------------------- reading and writing
@@ -282,17 +386,31 @@ def hyperparams(state: Any, *, schedule_args: bool = False) -> dict[str, jax.Arr
       schedule, the value is the one used by the latest update (before any update, by the
       first).
 
+    Raises:
+      TypeError: if ``state`` is a transformation rather than its state.
+
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
       >>> state = gx.adam(1e-3).init(jnp.zeros(3))
       >>> round(float(gx.hyperparams(state)["b1"]), 6)
       0.9
     """
+    _check_state_arg("hyperparams", state)
     out = {}
     for key, (_, path, n, sched) in _keys(_collect(state), schedule_args).items():
         st = _find(state, path)
         out[key] = st.schedule_args[sched[0]][sched[1]] if sched else st.hyperparams[n]
     return out
+
+
+def _check_state_arg(owner: str, state: Any) -> None:
+    """Raises ``TypeError`` if ``state`` is a transformation: hyperparameters live in the
+    state, and a transformation would silently read as having none."""
+    if is_transformation(state):
+        raise TypeError(
+            f"{owner}: state is a transformation; pass its state instead, as in "
+            f"gx.{owner}(tx.init(params), ...) or the opt_state of a train state."
+        )
 
 
 def _find(state: Any, path: tuple[tuple[str, str], ...]) -> HyperparamsState:
@@ -315,9 +433,11 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
       A new state of the same structure and dtypes, so a jitted step does not recompile.
 
     Raises:
+      TypeError: if ``state`` is a transformation rather than its state.
       KeyError: for an unknown or ambiguous name, listing the available ones.
-      ValueError: for a value that is not a finite real scalar, or for a hyperparameter
-        that follows a schedule (set the schedule's arguments instead).
+      ValueError: for a value that is not a finite real scalar, that is outside the range
+        the hyperparameter allows (a negative learning rate, ``b1`` >= 1), or for a
+        hyperparameter that follows a schedule (set the schedule's arguments instead).
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -326,6 +446,7 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
       >>> round(float(gx.hyperparams(state)["learning_rate"]), 6)
       0.01
     """
+    _check_state_arg("set_hyperparams", state)
     found = _collect(state)
     keyed = _keys(found, True)
     by_full = {full: v for v in keyed.values() for full in [v[0]]}
@@ -343,13 +464,34 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
                 f"{full} follows a schedule; set its arguments instead: "
                 f"{sorted(k for k in keyed if k.startswith(n + '.'))}."
             )
-        arr = jnp.asarray(value)
-        if arr.shape != () or not jnp.issubdtype(arr.dtype, jnp.number) or jnp.iscomplexobj(arr):
-            raise ValueError(f"{full} must be a real scalar, got {value!r}.")
-        if not is_tracer(arr) and not bool(jnp.isfinite(arr)):
-            raise ValueError(f"{full} must be finite, got {value!r}.")
+        try:
+            arr = jnp.asarray(value)
+        except TypeError:  # a string, None, an object: JAX's message would not name the key
+            arr = None
+        if arr is None or arr.shape != () or not jnp.issubdtype(arr.dtype, jnp.number) or jnp.iscomplexobj(arr):
+            raise ValueError(f"{full} must be a real scalar, got {type(value).__name__} {value!r}.")
+        if not is_tracer(arr):
+            if not bool(jnp.isfinite(arr)):
+                raise ValueError(f"{full} must be finite, got {value!r}.")
+            if sched is None:
+                bounds = _bounds(n, set(st.hyperparams))
+            elif sched[1].endswith("value"):  # an initial, peak or end value of the schedule
+                bounds = _bounds(sched[0], set(st.hyperparams))
+            else:
+                bounds = []
+            if bounds and not any(b.contains(float(arr)) for b in bounds):
+                allowed = " or ".join(sorted({str(b) for b in bounds}))
+                raise ValueError(f"{full} must be {allowed}, got {full}={value!r}.")
         changes.setdefault(path, {})[f"{sched[0]}.{sched[1]}" if sched else n] = _f32(arr)
     return _replace(state, changes)
+
+
+def _bounds(name: str, names: set[str]) -> list[Interval]:
+    """The ranges allowed for ``name`` by the factories that may have made a state holding
+    the hyperparameters ``names``."""
+    exact = [d for d in _DECLARED.values() if set(d) == names]
+    owners = exact or [d for d in _DECLARED.values() if names <= set(d)]
+    return [d[name] for d in owners if name in d]
 
 
 def _replace(node: Any, changes: dict, path: tuple[tuple[str, str], ...] = ()) -> Any:

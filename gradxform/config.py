@@ -441,7 +441,25 @@ def _loader():
     yaml = _yaml()
 
     class Loader(yaml.SafeLoader):
-        """SafeLoader that reads ``1e-3`` as a number, as people mean (YAML 1.1 wants ``1.0e-3``)."""
+        """SafeLoader that reads ``1e-3`` as a number, as people mean (YAML 1.1 wants ``1.0e-3``),
+        and rejects a key given twice in one mapping (YAML would keep the last one silently)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: SafeLoader reports it itself
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark,
+                        f"found duplicate key {key!r} (first on line {first}, again on line "
+                        f"{key_node.start_mark.line + 1}); remove one of them",
+                        key_node.start_mark,
+                    )
+            return super().construct_mapping(node, deep=deep)
 
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
@@ -462,7 +480,8 @@ def load_yaml(path: str | os.PathLike) -> Any:
 
     Raises:
       ConfigError: if the file does not exist (saying which absolute path was tried and
-        listing the YAML files beside it) or is not valid YAML (with the line).
+        listing the YAML files beside it), is not valid YAML (with the line), or gives a
+        key twice in one mapping.
 
     Example:
       >>> import gradxform as gx, tempfile, os
@@ -495,7 +514,8 @@ def save_yaml(data: Any, path: str | os.PathLike) -> None:
       None.
 
     Raises:
-      yaml.representer.RepresenterError: if ``data`` holds something that is not plain.
+      TypeError: if ``data`` holds something that is not plain (naming where; for a
+        transformation, saying to call `to_config` first). The file is then left as it was.
 
     Example:
       >>> import gradxform as gx, tempfile, os
@@ -506,10 +526,37 @@ def save_yaml(data: Any, path: str | os.PathLike) -> None:
       args:
         learning_rate: 0.1
     """
+    _check_plain(data, "data")
+    # Serialised before the file is opened, so that a failure never truncates an existing file.
+    text = _yaml().safe_dump(data, sort_keys=False, default_flow_style=False)
     file = Path(path)
     file.parent.mkdir(parents=True, exist_ok=True)
-    with open(file, "w", encoding="utf-8") as f:
-        _yaml().safe_dump(data, f, sort_keys=False, default_flow_style=False)
+    file.write_text(text, encoding="utf-8")
+
+
+def _check_plain(value: Any, path: str) -> None:
+    """Raises ``TypeError`` naming the first entry of ``value`` that YAML cannot write."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if is_transformation(value):
+        raise TypeError(
+            f"save_yaml: {path} is a transformation, not plain data; write "
+            "gx.save_yaml(gx.to_config(tx), path)."
+        )
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{path}[{i}]")
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_plain(k, f"{path} key {k!r}")
+            _check_plain(v, f"{path}[{k!r}]")
+        return
+    what = "function" if callable(value) else type(value).__name__
+    raise TypeError(
+        f"save_yaml: {path} is a {what} ({value!r}), not plain data (mappings, lists, numbers, "
+        "strings, booleans, None); gx.to_config turns a transformation into such data."
+    )
 
 
 __all__ = ["ConfigError", "from_config", "load_yaml", "save_yaml", "to_config"]

@@ -322,14 +322,29 @@ def state_dtype(dtype: Any, like: jax.Array) -> Any:
     return jnp.dtype(dtype) if dtype is not None else jnp.asarray(like).dtype if not hasattr(like, "dtype") else like.dtype
 
 
+def as_arrays(tree: PyTree) -> PyTree:
+    """``tree`` with its Python-number leaves (``{"w": 0.5}``, which Optax accepts) made JAX
+    arrays, so that every stage can read a leaf's dtype; ``tree`` itself when it has none."""
+    if all(hasattr(x, "dtype") for x in jax.tree.leaves(tree)):
+        return tree
+    return jax.tree.map(lambda x: x if hasattr(x, "dtype") else jnp.asarray(x), tree)
+
+
 def cast_like(tree: PyTree, reference: PyTree) -> PyTree:
-    """Casts each leaf of ``tree`` to the dtype of the matching leaf of ``reference``."""
-    return jax.tree.map(
-        lambda x, r: x if x is None else x.astype(r.dtype) if x.dtype != r.dtype else x,
-        tree,
-        reference,
-        is_leaf=lambda x: x is None,
-    )
+    """Casts each leaf of ``tree`` to the dtype of the matching leaf of ``reference``.
+
+    A leaf of ``reference`` may be a Python number (gradients given as floats, as Optax
+    accepts): its dtype is then JAX's default for it.
+    """
+
+    def cast(x: Any, r: Any) -> Any:
+        if x is None:
+            return x
+        x = jnp.asarray(x)
+        dtype = r.dtype if hasattr(r, "dtype") else jnp.result_type(r)
+        return x if x.dtype == dtype else x.astype(dtype)
+
+    return jax.tree.map(cast, tree, reference, is_leaf=lambda x: x is None)
 
 
 def explicit_axes(x: Any) -> tuple[str, ...]:
@@ -463,8 +478,55 @@ def check_hyperparam(owner: str, name: str, value: Any, allowed: Interval) -> No
         raise ValueError(
             f"{owner}: {name} must be a scalar number or a schedule, got {type(value).__name__} {name}={value!r}."
         ) from None
+    if math.isinf(x):
+        # Hyperparameters are float32 data that set_hyperparams also keeps finite; an
+        # infinite one (a learning rate of inf) only turns the parameters into NaN.
+        bound = "" if allowed.low == -math.inf and allowed.high == math.inf else f" and {allowed}"
+        raise ValueError(f"{owner}: {name} must be finite{bound}, got {name}={value!r}.")
     if not allowed.contains(x):
         raise ValueError(f"{owner}: {name} must be {allowed}, got {name}={value!r}.")
+
+
+def check_state_dtype(owner: str, name: str, value: Any) -> None:
+    """Validates the dtype asked for an optimizer's state (``mu_dtype``, ``accumulator_dtype``).
+
+    Raises:
+      ValueError: naming ``owner``'s argument ``name`` unless ``value`` is ``None`` or a
+        floating-point or complex dtype. An integer moment would truncate every update
+        (``1 - b2`` times a small gradient rounds to zero) and yield NaN or no progress.
+    """
+    if value is None:
+        return
+    try:
+        dtype = jnp.dtype(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{owner}: {name} must be a dtype such as jnp.float32 or 'bfloat16' (or None for the "
+            f"parameters' dtype), got {name}={value!r}."
+        ) from None
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise ValueError(
+            f"{owner}: {name} must be a floating-point (or complex) dtype, or None for the "
+            f"parameters' dtype, got {name}={value!r}."
+        )
+
+
+def mask_bool(owner: str, path: tuple[Any, ...], leaf: Any) -> bool:
+    """A leaf of a mask as a bool.
+
+    Raises:
+      ValueError: naming ``owner`` and the leaf's path unless the leaf is a boolean (or 0/1,
+        as a Python or NumPy scalar). A string such as ``"no_decay"`` (a partition label
+        given as a mask) would otherwise be truthy and select its parameters silently.
+    """
+    value = leaf.item() if isinstance(leaf, (np.ndarray, np.generic, jax.Array)) and np.ndim(leaf) == 0 else leaf
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(
+        f"{owner}: the mask at '{path_str(path)}' is {type(value).__name__} {value!r}; a mask holds "
+        "booleans (True selects). To give groups of parameters different transformations by "
+        "label, use gx.partition (gx.multi_transform)."
+    )
 
 
 def check_choice(owner: str, name: str, value: Any, choices: tuple[Any, ...]) -> None:

@@ -279,3 +279,21 @@ def test_yaml_files(tmp_path):
         gx.load_yaml(tmp_path / "bad.yaml")
     (tmp_path / "ok.yaml").write_text("name: adam\nargs: {learning_rate: 1e-3, eps: 1E-8}\n")
     assert gx.load_yaml(tmp_path / "ok.yaml")["args"] == {"learning_rate": 1e-3, "eps": 1e-8}
+
+
+def test_yaml_duplicate_key_is_an_error_naming_it(tmp_path):
+    # YAML keeps the last of two equal keys; a config that sets b1 twice must not silently
+    # train with the second value.
+    (tmp_path / "dup.yaml").write_text("name: adam\nargs:\n  learning_rate: 1e-3\n  b1: 0.9\n  b1: 0.5\n")
+    with pytest.raises(gx.ConfigError, match=r"duplicate key 'b1'.*line 5"):
+        gx.load_yaml(tmp_path / "dup.yaml")
+
+
+def test_save_yaml_of_a_transformation_says_to_call_to_config_and_keeps_the_file(tmp_path):
+    file = tmp_path / "opt.yaml"
+    file.write_text("name: sgd\nargs: {learning_rate: 0.1}\n")
+    with pytest.raises(TypeError, match=r"save_yaml: data.*gx.to_config"):
+        gx.save_yaml(gx.adam(1e-3), file)
+    with pytest.raises(TypeError, match=r"save_yaml: data\['args'\]\['f'\].*function"):
+        gx.save_yaml({"args": {"f": lambda c: c}}, file)
+    assert gx.load_yaml(file) == {"name": "sgd", "args": {"learning_rate": 0.1}}

@@ -163,6 +163,39 @@ def test_hyperparams_in_nested_compositions_are_qualified():
         gx.set_hyperparams(state, max_norm=float("nan"))
 
 
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        ({"learning_rate": -0.1}, r"learning_rate must be >= 0, got learning_rate=-0.1"),
+        ({"b1": 1.5}, r"b1 must be in \[0, 1\), got b1=1.5"),
+        ({"eps": -1e-8}, r"eps must be >= 0"),
+        ({"learning_rate": "0.1"}, r"learning_rate must be a real scalar, got str '0.1'"),
+    ],
+    ids=["negative-lr", "b1", "eps", "string"],
+)
+def test_set_hyperparams_checks_the_range_it_was_built_with(changes, match):
+    state = gx.adam(1e-3).init({"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match=match):
+        gx.set_hyperparams(state, **changes)
+
+
+def test_schedule_values_are_checked_against_the_hyperparameter_range():
+    # Only the value at step 0 used to be checked: these decayed into gradient ascent.
+    with pytest.raises(ValueError, match=r"adam: learning_rate follows a schedule whose end_value is -0.1"):
+        gx.adam(gx.schedules.linear_schedule(0.1, -0.1, 100))
+    state = gx.adam(gx.schedules.cosine_decay_schedule(1e-3, 100)).init({"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match=r"learning_rate.init_value must be >= 0, got learning_rate.init_value=-1.0"):
+        gx.set_hyperparams(state, **{"learning_rate.init_value": -1.0})
+    gx.set_hyperparams(state, **{"learning_rate.init_value": 0.5, "learning_rate.alpha": 0.1})
+
+
+def test_hyperparams_of_a_transformation_instead_of_its_state_is_an_error():
+    with pytest.raises(TypeError, match=r"hyperparams: state is a transformation"):
+        gx.hyperparams(gx.adam(1e-3))
+    with pytest.raises(TypeError, match=r"set_hyperparams: state is a transformation"):
+        gx.set_hyperparams(gx.adam(1e-3), learning_rate=0.1)
+
+
 def test_hyperparams_stay_float32_with_bfloat16_params():
     params = {"w": jnp.ones((3, 2), jnp.bfloat16)}
     tx = gx.adamw(1e-3)
@@ -287,17 +320,45 @@ def test_repr_html_renders_stages():
         (lambda: gx.sgd(0.1, momentum=True), r"momentum must be a number or a schedule, got bool"),
         (lambda: gx.rmsprop(0.1, decay=float("nan")), r"decay must be in \[0, 1\)"),
         (lambda: gx.clip_by_global_norm(0.0), r"max_norm must be > 0"),
+        (lambda: gx.adam(float("inf")), r"adam: learning_rate must be finite and >= 0, got learning_rate=inf"),
+        (lambda: gx.adam(1e-3, nu_dtype=jnp.int32), r"adam: nu_dtype must be a floating-point"),
+        (lambda: gx.sgd(0.1, momentum=0.9, accumulator_dtype="int8"), r"sgd: accumulator_dtype must be a floating-point"),
+        (lambda: gx.adam(1e-3, mu_dtype="float33"), r"adam: mu_dtype must be a dtype such as"),
+        (lambda: gx.sgd(0.1, 0.9, nesterov="false"), r"sgd: nesterov must be True or False, got str nesterov='false'"),
     ],
-    ids=["negative-lr", "b1", "b2", "eps", "string", "bool", "nan", "max-norm"],
+    ids=["negative-lr", "b1", "b2", "eps", "string", "bool", "nan", "max-norm", "inf-lr", "int-moment", "int-accumulator", "unknown-dtype", "flag-string"],
 )
 def test_invalid_hyperparameters_raise_at_construction(make, match):
     with pytest.raises(ValueError, match=match):
         make()
 
 
+@pytest.mark.parametrize(
+    "schedule,error,match",
+    [
+        (lambda: 0.1, TypeError, r"adam: the schedule given as learning_rate failed at step 0 with TypeError"),
+        (lambda count: "fast", TypeError, r"adam: the schedule given as learning_rate failed at step 0"),
+        (lambda count: jnp.ones(3), ValueError, r"adam: the schedule given as learning_rate must return a scalar, got shape \(3,\)"),
+    ],
+    ids=["no-step-argument", "returns-string", "returns-vector"],
+)
+def test_bad_schedule_is_named_at_construction(schedule, error, match):
+    with pytest.raises(error, match=match):
+        gx.adam(schedule)
+
+
 def test_unknown_argument_is_a_clear_type_error():
     with pytest.raises(TypeError, match=r"adam\(\): .*beta1"):
         gx.adam(1e-3, beta1=0.9)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "lion", "novograd", "adafactor", "sm3"])
+def test_python_number_leaves_work_as_in_optax(name):
+    # Optax accepts {"w": 0.5}; these failed with "'float' object has no attribute 'dtype'".
+    tx = getattr(gx, name)(1e-3)
+    expected, _ = tx.update({"w": jnp.asarray(0.5)}, tx.init({"w": jnp.asarray(1.0)}), {"w": jnp.asarray(1.0)})
+    updates, _ = tx.update({"w": 0.5}, tx.init({"w": 1.0}), {"w": 1.0})
+    np.testing.assert_allclose(updates["w"], expected["w"])
 
 
 def test_update_with_a_different_tree_names_the_paths():
@@ -314,6 +375,26 @@ def test_chain_rejects_non_transformations_and_foreign_state():
         gx.chain(gx.scale(1.0), 0.5)
     with pytest.raises(ValueError, match="state"):
         gx.adam(1e-3).update({"w": jnp.ones(2)}, gx.sgd(0.1, momentum=0.9).init({"w": jnp.ones(2)}))
+
+
+def test_state_of_an_optimizer_with_the_same_hyperparameters_is_named():
+    # nadam and adam have the same hyperparameter names but different states.
+    params = {"w": jnp.ones(2)}
+    with pytest.raises(ValueError, match=r"adam.update\(\) was given a state that adam.init\(\) does not make"):
+        gx.adam(1e-3).update(params, gx.nadam(1e-3).init(params))
+    with pytest.raises(ValueError, match=r"adam.update\(\) was given a state that adam.init\(\) does not make"):
+        jax.jit(gx.adam(1e-3).update)(params, gx.nadam(1e-3).init(params))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: gx.multi_steps(gx.adam(1e-3), 2), lambda: gx.apply_if_finite(gx.adam(1e-3), 2)],
+    ids=["multi_steps", "apply_if_finite"],
+)
+def test_wrapper_given_its_inner_optimizers_state_says_so(make):
+    params = {"w": jnp.ones(2)}
+    with pytest.raises(ValueError, match=r"update\(\) was given a state that .*init\(\) does not make"):
+        make().update(params, gx.adam(1e-3).init(params), params)
 
 
 # --------------------------------------------------------------------------- extra arguments

@@ -19,6 +19,15 @@ PARAMS = {"w": jnp.array([1.0, -1.0]), "b": jnp.array([0.5])}
 # --------------------------------------------------------------------------- diagram
 
 
+def test_describe_of_something_else_is_a_type_error():
+    with pytest.raises(TypeError, match=r"describe: tx is the factory gx.adam itself.*gx.describe\(gx.adam\(...\)\)"):
+        gx.describe(gx.adam)
+    with pytest.raises(TypeError, match=r"describe: tx must be a gradient transformation.*got float"):
+        gx.describe(1e-3)
+    with pytest.raises(TypeError, match=r"diagram: tx must be"):
+        gx.diagram({"name": "adam"})
+
+
 def test_html_shows_stages_in_order_with_hyperparameters():
     html = gx.adam(1e-3, b2=0.99)._repr_html_()
     for stage in ("scale_by_adam", "ema", "bias_correction", "square", "sqrt", "scale_by_learning_rate"):

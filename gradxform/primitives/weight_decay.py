@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import NON_NEGATIVE, EmptyState, GradientTransformation, Params, check_same_tree
+from gradxform.core import NON_NEGATIVE, EmptyState, GradientTransformation, Params, check_same_tree, mask_bool
 
 MaskOrFn = Any | Callable[[Params], Any] | None
 
@@ -18,13 +18,14 @@ def resolve_mask(owner: str, mask: MaskOrFn, params: Params) -> Any:
     """The boolean tree a mask argument denotes for ``params`` (``None``: all True).
 
     Raises:
-      ValueError: if the mask's tree does not match the parameters'.
+      ValueError: if the mask's tree does not match the parameters', or a leaf is not a
+        boolean (naming its path).
     """
     if mask is None:
         return jax.tree.map(lambda _: True, params)
     tree = mask(params) if callable(mask) else mask
     check_same_tree(tree, params, f"{owner} mask", "parameters", shapes=False)
-    return tree
+    return jax.tree_util.tree_map_with_path(lambda path, m: mask_bool(owner, path, m), tree)
 
 
 @transformation({"weight_decay": NON_NEGATIVE})

@@ -27,6 +27,7 @@ from gradxform.core import (
     call_update,
     is_tracer,
     is_transformation,
+    mask_bool,
     path_str,
 )
 
@@ -164,7 +165,7 @@ def masked(
 
     def select(tree):
         labels = resolve_labels("masked", mask, tree)
-        return jax.tree.map(lambda m: bool(_static(m)), labels)
+        return jax.tree_util.tree_map_with_path(lambda path, m: mask_bool("masked", path, m), labels)
 
     def init(params):
         return MaskedState(inner.init(_keep(params, select(params))))

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradxform._factory import transformation
 from gradxform.core import NON_NEGATIVE, EmptyState, GradientTransformation, new_count, safe_increment
@@ -17,6 +18,21 @@ class AddNoiseState(NamedTuple):
 
     count: jax.Array
     rng_key: jax.Array
+
+
+def _check_key(owner: str, key: object) -> None:
+    """Raises ``ValueError`` naming ``key`` unless it is an integer seed or a PRNG key (typed,
+    or the legacy uint32 pair); JAX would otherwise fail at ``init``, without naming it."""
+    if isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.shape == (2,) and key.dtype == jnp.uint32)
+    ):
+        return
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return
+    raise ValueError(
+        f"{owner}: key must be an integer seed or a PRNG key (jax.random.key(0)), got "
+        f"{type(key).__name__} key={key!r}."
+    )
 
 
 def _key(key: jax.Array | int) -> jax.Array:
@@ -41,6 +57,9 @@ def add_noise(eta: float, gamma: float, key: jax.Array | int = 0) -> GradientTra
     Returns:
       A transformation with `AddNoiseState`.
 
+    Raises:
+      ValueError: if ``key`` is neither an integer seed nor a PRNG key.
+
     References:
       Neelakantan, Vilnis, Le, Sutskever, Kaiser, Kurach & Martens, "Adding Gradient Noise
       Improves Learning for Very Deep Networks", 2015. https://arxiv.org/abs/1511.06807
@@ -51,6 +70,7 @@ def add_noise(eta: float, gamma: float, key: jax.Array | int = 0) -> GradientTra
       >>> tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))[0].tolist()
       [1.0, 1.0]
     """
+    _check_key("add_noise", key)
 
     def init(params):
         return AddNoiseState(new_count(), _key(key))

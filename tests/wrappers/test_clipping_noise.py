@@ -57,6 +57,22 @@ def test_add_noise_variance_decays_as_eta_over_t_to_the_gamma():
         np.testing.assert_allclose(np.var(noise), eta / t**gamma, rtol=0.05)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [lambda: gx.add_noise(0.1, 0.55, key="a"), lambda: gx.add_noise(0.1, 0.55, key=1.5), lambda: gx.noisy_sgd(0.1, key=True)],
+    ids=["string", "float", "bool"],
+)
+def test_bad_noise_key_is_named_at_construction(make):
+    with pytest.raises(ValueError, match=r"add_noise: key must be an integer seed or a PRNG key"):
+        make()
+
+
+def test_noise_accepts_typed_and_raw_keys():
+    for key in (3, np.int64(3), jax.random.key(3), jax.random.PRNGKey(3)):
+        tx = gx.add_noise(0.1, 0.55, key=key)
+        tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))
+
+
 def test_adaptive_grad_clip_over_an_explicitly_sharded_mesh():
     """Over a mesh with ``Explicit`` axes (``jax.make_mesh``'s default) a vector's unitwise
     norm came back replicated and the select against its sharded gradient failed to trace

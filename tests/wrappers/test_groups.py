@@ -86,6 +86,17 @@ def test_mask_that_is_not_a_prefix_is_an_error_listing_paths():
         gx.masked(gx.sgd(0.1), {"w": True}).init(mixed_params())
 
 
+def test_mask_of_labels_instead_of_booleans_is_an_error_naming_the_path():
+    # "no_decay" is truthy: it used to select the bias for weight decay silently.
+    params = {"w": jnp.ones(2), "b": jnp.ones(1)}
+    labels = {"w": "decay", "b": "no_decay"}
+    tx = gx.adamw(1e-3, weight_decay=0.1, mask=labels)
+    with pytest.raises(ValueError, match=r"mask at 'b' is str 'no_decay'.*gx.partition"):
+        tx.update(params, tx.init(params), params)
+    with pytest.raises(ValueError, match=r"masked: the mask at 'b' is str 'no_decay'"):
+        gx.masked(gx.sgd(0.1), labels).init(params)
+
+
 def test_masked_forwards_extra_arguments_only_to_accepting_stages():
     seen = {}
 
