@@ -228,12 +228,8 @@ def _inject(
             )
         values = current_values(state.count, state.hyperparams, state.schedule_args)
         inner = build({**arguments, **values})
-        updates, params = as_arrays(updates), as_arrays(params)
-        try:
-            new_updates, inner_state = call_update(inner, updates, state.inner_state, params, extra)
-        except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages
-            _check_inner_state(public_name, eager, updates, state.inner_state, e)
-            raise
+        updates = as_arrays(updates)
+        new_updates, inner_state = _call_checked(public_name, inner, eager, updates, state.inner_state, params, extra)
         new_updates = cast_like(new_updates, updates)
         return new_updates, HyperparamsState(
             safe_increment(state.count), values, state.schedule_args, inner_state
@@ -280,14 +276,28 @@ def _checked_update(public_name: str, body: GradientTransformation) -> Callable[
     inner optimizer's state) into an error that says so; costs nothing when it succeeds."""
 
     def update(updates, state, params=None, **extra):
-        updates, params = as_arrays(updates), as_arrays(params)
-        try:
-            return call_update(body, updates, state, params, extra)
-        except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages
-            _check_inner_state(public_name, body, updates, state, e)
-            raise
+        return _call_checked(public_name, body, body, as_arrays(updates), state, params, extra)
 
     return update
+
+
+def _call_checked(
+    public_name: str,
+    tx: GradientTransformation,
+    eager: GradientTransformation,
+    updates: Any,
+    state: Any,
+    params: Any,
+    extra: dict[str, Any],
+) -> tuple[Any, Any]:
+    """``tx``'s update on arrays (Python-number leaves made arrays); if it fails as a foreign
+    state makes it fail, the error says so, comparing ``state`` with ``eager.init``'s."""
+    params = as_arrays(params)
+    try:
+        return call_update(tx, updates, state, params, extra)
+    except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages
+        _check_inner_state(public_name, eager, updates, state, e)
+        raise
 
 
 def _check_inner_state(

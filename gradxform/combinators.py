@@ -18,15 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import EmptyState, GradientTransformation, call_update, is_transformation
-
-
-def _check_stage(owner: str, label: str, tx: Any) -> None:
-    if not is_transformation(tx):
-        raise TypeError(
-            f"{owner}: {label} must be a gradient transformation (an (init, update) pair such as "
-            f"gx.adam(1e-3) or an Optax transformation), got {type(tx).__name__}: {tx!r}."
-        )
+from gradxform.core import EmptyState, GradientTransformation, call_update, check_transformation
 
 
 def _stage_name(tx: Any) -> str:
@@ -60,7 +52,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
       [-0.5, 0.10000000149011612]
     """
     for i, t in enumerate(transforms):
-        _check_stage("chain", f"stage {i}", t)
+        check_transformation("chain", f"stage {i}", t)
 
     def init(params):
         return tuple(t.init(params) for t in transforms)
@@ -121,8 +113,8 @@ def branch(
       >>> tx.update(jnp.array([1.0, 2.0]), tx.init(jnp.zeros(2)))[0].tolist()
       [6.0, 24.0]
     """
-    _check_stage("branch", "left", left)
-    _check_stage("branch", "right", right)
+    check_transformation("branch", "left", left)
+    check_transformation("branch", "right", right)
     if combine not in COMBINE:
         raise ValueError(f"branch: combine must be one of {sorted(COMBINE)}, got combine={combine!r}.")
     op = COMBINE[combine]
@@ -181,7 +173,7 @@ def named(name: str, inner: GradientTransformation) -> GradientTransformation:
     """
     if not isinstance(name, str) or not name or "/" in name or "." in name:
         raise ValueError(f"named: name must be a non-empty string without '/' or '.', got name={name!r}.")
-    _check_stage("named", "inner", inner)
+    check_transformation("named", "inner", inner)
 
     def init(params):
         return {name: inner.init(params)}

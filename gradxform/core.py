@@ -128,6 +128,28 @@ def is_transformation(value: Any) -> bool:
 _EXTRA_OK: "weakref.WeakKeyDictionary[Callable[..., Any], bool]" = weakref.WeakKeyDictionary()
 
 
+def check_transformation(owner: str, what: str, value: Any) -> None:
+    """Raises ``TypeError`` unless ``value`` is a gradient transformation, naming ``owner``'s
+    argument ``what`` and, for the two usual slips, the fix: a factory not yet called (such
+    as ``gx.adam``), and an object that only makes one (``MultiSteps``:
+    ``.gradient_transformation()``)."""
+    if is_transformation(value):
+        return
+    if callable(value) and hasattr(value, "__gradxform_hyperparams__"):
+        raise TypeError(
+            f"{owner}: {what} is the factory gx.{value.__name__} itself, not a transformation; "
+            f"call it first, as in gx.{owner}(gx.{value.__name__}(...))."
+        )
+    hint = ""
+    if callable(getattr(value, "gradient_transformation", None)):
+        owner_of = f"{what}." if what.isidentifier() else "its "
+        hint = f"; pass {owner_of}gradient_transformation() to use this {type(value).__name__} here"
+    raise TypeError(
+        f"{owner}: {what} must be a gradient transformation (such as gx.adam(1e-3) or an Optax "
+        f"transformation), got {type(value).__name__}: {value!r}{hint}."
+    )
+
+
 def _accepts_extra(fn: Callable[..., Any]) -> bool:
     try:
         cached = _EXTRA_OK.get(fn)
@@ -347,11 +369,30 @@ def cast_like(tree: PyTree, reference: PyTree) -> PyTree:
     return jax.tree.map(cast, tree, reference, is_leaf=lambda x: x is None)
 
 
+def _sharding_type(x: Any) -> Any:
+    """The sharding in ``x``'s type (its mesh and partition spec), or ``None``."""
+    return getattr(jax.typeof(x), "sharding", None) if hasattr(x, "shape") else None
+
+
+def explicit_mesh_axes(x: Any) -> frozenset[str]:
+    """The axes of ``x``'s mesh that have more than one device and type ``Explicit``
+    (``jax.make_mesh``'s default axes, under ``jax.set_mesh``), whether or not ``x`` is
+    sharded over them: on such a mesh an array's sharding is part of its type.
+
+    Args:
+      x: an array, a tracer or an abstract value.
+
+    Returns:
+      The axis names; empty on a single device and for ``Auto`` or ``Manual`` axes.
+    """
+    mesh = getattr(_sharding_type(x), "mesh", None)
+    kinds = zip(getattr(mesh, "axis_names", ()), getattr(mesh, "axis_types", ()), getattr(mesh, "axis_sizes", ()))
+    return frozenset(name for name, kind, size in kinds if kind == jax.sharding.AxisType.Explicit and size > 1)
+
+
 def explicit_axes(x: Any) -> tuple[str, ...]:
-    """The mesh axes of more than one device, of type ``Explicit``, that ``x``'s type is
-    sharded over (``jax.make_mesh``'s default axes, under ``jax.set_mesh``): there an
-    array's sharding is part of its type, and reshapes that cross shards must say where
-    their result goes.
+    """The `explicit_mesh_axes` that ``x`` is sharded over: reshapes across them must say
+    where their result goes.
 
     Args:
       x: an array, a tracer or an abstract value.
@@ -360,12 +401,10 @@ def explicit_axes(x: Any) -> tuple[str, ...]:
       The axis names, in the order of ``x``'s partition spec; ``()`` for an array that is
       not sharded over such axes (a single device, ``Auto`` or ``Manual`` axes).
     """
-    sharding = getattr(jax.typeof(x), "sharding", None) if hasattr(x, "shape") else None
-    spec, mesh = getattr(sharding, "spec", None), getattr(sharding, "mesh", None)
-    if spec is None or mesh is None:
+    spec = getattr(_sharding_type(x), "spec", None)
+    explicit = explicit_mesh_axes(x)
+    if spec is None or not explicit:
         return ()
-    kinds = zip(mesh.axis_names, getattr(mesh, "axis_types", ()), getattr(mesh, "axis_sizes", ()))
-    explicit = {name for name, kind, size in kinds if kind == jax.sharding.AxisType.Explicit and size > 1}
     used = [a for entry in spec if entry is not None for a in (entry if isinstance(entry, tuple) else (entry,))]
     return tuple(a for a in used if a in explicit)
 

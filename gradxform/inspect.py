@@ -17,7 +17,7 @@ import numpy as np
 
 from gradxform._factory import REGISTRY, HyperparamsState, _nested
 from gradxform.combinators import BranchState
-from gradxform.core import GradientTransformation, Schedule, Spec, is_transformation
+from gradxform.core import GradientTransformation, Schedule, Spec, check_transformation, is_transformation
 
 
 def format_value(value: Any) -> str:
@@ -97,22 +97,6 @@ def _only_wraps(body: Any, given: list[tuple[str, Any]]) -> bool:
     )
 
 
-def _check_tx(owner: str, tx: Any) -> None:
-    """Raises ``TypeError`` unless ``tx`` is a transformation; a factory not yet called (such
-    as ``gx.adam``) is named as such."""
-    if is_transformation(tx):
-        return
-    if callable(tx) and hasattr(tx, "__gradxform_hyperparams__"):
-        raise TypeError(
-            f"{owner}: tx is the factory gx.{tx.__name__} itself, not a transformation; call it "
-            f"first, as in gx.{owner}(gx.{tx.__name__}(...))."
-        )
-    raise TypeError(
-        f"{owner}: tx must be a gradient transformation (such as gx.adam(1e-3) or an Optax "
-        f"transformation), got {type(tx).__name__}: {tx!r}."
-    )
-
-
 def describe(tx: GradientTransformation) -> str:
     """The composition tree of a transformation, as text.
 
@@ -134,7 +118,7 @@ def describe(tx: GradientTransformation) -> str:
          ├─ 0: identity()
          └─ 1: scale_by_learning_rate(learning_rate=0.1, flip_sign=True)
     """
-    _check_tx("describe", tx)
+    check_transformation("describe", "tx", tx)
     lines = [_label(tx)]
 
     def walk(node: Any, prefix: str) -> None:
@@ -353,7 +337,7 @@ def to_html(tx: GradientTransformation, state: Any = None) -> str:
       >>> "scale_by_learning_rate" in html and "learning_rate=0.001" in html
       True
     """
-    _check_tx("to_html", tx)
+    check_transformation("to_html", "tx", tx)
     body = _card(tx, state, 0)
     return (f"<div style='{_FONT};display:inline-flex;flex-direction:column;align-items:stretch'>"
             f"{_PILL.format('gradients')}{_ARROW}{body}{_ARROW}{_PILL.format('updates')}</div>")
@@ -396,5 +380,5 @@ def diagram(tx: GradientTransformation, state: Any = None) -> Diagram:
       >>> "now 0.05" in gx.diagram(tx, state)._repr_html_()
       True
     """
-    _check_tx("diagram", tx)
+    check_transformation("diagram", "tx", tx)
     return Diagram(tx, state)

@@ -476,3 +476,17 @@ def test_call_update_is_not_fooled_by_a_reused_function_id():
         )
         assert out == 1.0
         del without_extra
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda b: gx.chain(b), lambda b: gx.lookahead(b, 2, 0.5), lambda b: gx.quantized_state(b)],
+    ids=["chain", "lookahead", "quantized_state"],
+)
+def test_every_wrapper_names_the_usual_slips_with_a_transformation(call):
+    """One check serves every place that takes a transformation: an uncalled factory is told
+    to be called, and a MultiSteps object to give its gradient_transformation()."""
+    with pytest.raises(TypeError, match=r"is the factory gx.adam itself, not a transformation; call it first"):
+        call(gx.adam)
+    with pytest.raises(TypeError, match=r"gradient_transformation\(\) to use this MultiSteps here"):
+        call(gx.MultiSteps(gx.adam(0.1), 2))

@@ -15,8 +15,9 @@ from gradxform.core import (
     State,
     Updates,
     call_update,
+    check_transformation,
+    explicit_mesh_axes,
     find_states,
-    is_transformation,
     safe_increment,
 )
 from gradxform.kernels._build import ADAM8_STEP, ADAM_STEP, SGD_STEP, SM3_STEP, kernel_status
@@ -112,13 +113,7 @@ def update_and_apply(
       >>> [round(x, 4) for x in p["w"].tolist()]
       [0.9, -0.9]
     """
-    if not is_transformation(tx):
-        hint = ""
-        if callable(getattr(tx, "gradient_transformation", None)):  # MultiSteps, Optax's or ours
-            hint = f"; pass tx.gradient_transformation() to use this {type(tx).__name__} here"
-        raise TypeError(
-            f"update_and_apply: tx must be a gradient transformation (init, update), got {type(tx).__name__}{hint}"
-        )
+    check_transformation("update_and_apply", "tx", tx)
 
     if not kernel or differentiated(grads, state, params, extra):
         return plain_step(tx, grads, state, params, extra)
@@ -205,10 +200,7 @@ def _explicitly_split(x: Any) -> bool:
     device. Such a step is the composition from the start, with the composition's types.
     Inside ``shard_map`` the mesh axes are ``Manual`` and the kernels still run.
     """
-    mesh = getattr(getattr(jax.typeof(x), "sharding", None), "mesh", None)
-    types = getattr(mesh, "axis_types", ())
-    sizes = getattr(mesh, "axis_sizes", ())
-    return any(t == jax.sharding.AxisType.Explicit and n > 1 for t, n in zip(types, sizes))
+    return bool(explicit_mesh_axes(x))
 
 
 def _accelerator_by_default() -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 
 from gradxform._factory import transformation
 from gradxform.combinators import chain
-from gradxform.core import NON_NEGATIVE, POSITIVE, REAL, GradientTransformation, is_tracer, is_transformation
+from gradxform.core import NON_NEGATIVE, POSITIVE, REAL, GradientTransformation, check_transformation, is_tracer
 from gradxform.primitives.elementwise import square
 from gradxform.primitives.moments import accumulate
 from gradxform.primitives.projections import (
@@ -194,8 +194,7 @@ def projected(
       >>> gx.apply_updates(p, tx.update(jnp.array([-1.0, 0.0]), tx.init(p), p)[0]).tolist()
       [1.0, 0.0]
     """
-    if not is_transformation(inner):
-        raise TypeError(f"projected: inner must be a gradient transformation, got {type(inner).__name__}.")
+    check_transformation("projected", "inner", inner)
     if onto not in PROJECTION_SETS:
         raise ValueError(f"projected: onto must be one of {PROJECTION_SETS}, got onto={onto!r}.")
     given = {"lower": lower, "upper": upper, "radius": radius, "total": total, "normal": normal, "offset": offset}

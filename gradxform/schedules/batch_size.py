@@ -35,7 +35,7 @@ from gradxform.core import (
     check_hyperparam,
     check_positive_int,
     check_same_tree,
-    is_transformation,
+    check_transformation,
     new_count,
     safe_increment,
     tree_zeros_like,
@@ -119,8 +119,7 @@ def accumulate_micro_batches(
       >>> u1.tolist(), u2.tolist(), int(state.count)
       ([0.0], [-2.0], 1)
     """
-    if not is_transformation(inner):
-        raise TypeError(f"accumulate_micro_batches: inner must be a gradient transformation, got {type(inner).__name__}.")
+    check_transformation("accumulate_micro_batches", "inner", inner)
     if not callable(num_micro_batches):
         check_positive_int("accumulate_micro_batches", "num_micro_batches", num_micro_batches, 1)
 

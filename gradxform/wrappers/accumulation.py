@@ -23,7 +23,7 @@ from gradxform.core import (
     call_update,
     cast_like,
     check_positive_int,
-    is_transformation,
+    check_transformation,
     new_count,
     safe_increment,
     tree_zeros_like,
@@ -145,8 +145,7 @@ def multi_steps(
       >>> u1.tolist(), u2.tolist()
       ([-0.0], [-2.0])
     """
-    if not is_transformation(opt):
-        raise TypeError(f"multi_steps: opt must be a gradient transformation, got {opt!r}.")
+    check_transformation("multi_steps", "opt", opt)
     if callable(every_k_schedule):
         k_of = every_k_schedule
     else:

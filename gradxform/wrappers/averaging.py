@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.core import (
+    check_transformation,
     find_states,
     COUNT_DTYPE,
     UNIT,
@@ -24,7 +25,6 @@ from gradxform.core import (
     call_update,
     check_hyperparam,
     check_positive_int,
-    is_transformation,
     new_count,
     safe_increment,
 )
@@ -44,11 +44,6 @@ class AveragedParamsState(NamedTuple):
     n_averaged: jax.Array
     average: Params
     inner_state: Any
-
-
-def _check_inner(owner: str, inner: Any) -> None:
-    if not is_transformation(inner):
-        raise TypeError(f"{owner}: inner must be a gradient transformation, got {inner!r}.")
 
 
 def _new_params(owner: str, params: Params | None, updates: Any, average: Params) -> Params:
@@ -94,7 +89,7 @@ def ema_params(inner: GradientTransformation, decay: float = 0.999, accumulator_
       >>> gx.averaged_params(state).tolist()
       [1.0]
     """
-    _check_inner("ema_params", inner)
+    check_transformation("ema_params", "inner", inner)
 
     def init(params):
         return AveragedParamsState(new_count(), new_count(), _init_average(params, accumulator_dtype), inner.init(params))
@@ -151,7 +146,7 @@ def swa(
       >>> gx.averaged_params(state).tolist()
       [3.0]
     """
-    _check_inner("swa", inner)
+    check_transformation("swa", "inner", inner)
     check_positive_int("swa", "start", start, minimum=0)
     check_positive_int("swa", "every", every)
 
@@ -261,7 +256,7 @@ def lookahead(
       >>> gx.apply_updates(p, u).slow.tolist()
       [1.0]
     """
-    _check_inner("lookahead", fast_optimizer)
+    check_transformation("lookahead", "fast_optimizer", fast_optimizer)
     check_positive_int("lookahead", "sync_period", sync_period)
     check_hyperparam("lookahead", "slow_step_size", slow_step_size, UNIT_CLOSED)
     if callable(slow_step_size):
@@ -335,7 +330,7 @@ def periodic_average(
       >>> jax.vmap(step, axis_name="r")(jnp.array([[-1.0], [-3.0]]), p).tolist()
       [[2.0], [2.0]]
     """
-    _check_inner("periodic_average", inner)
+    check_transformation("periodic_average", "inner", inner)
     check_positive_int("periodic_average", "period", period)
     check_positive_int("periodic_average", "warmup_steps", warmup_steps, minimum=0)
 

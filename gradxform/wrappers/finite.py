@@ -21,7 +21,7 @@ from gradxform.core import (
     abs_sq,
     call_update,
     check_positive_int,
-    is_transformation,
+    check_transformation,
     safe_increment,
 )
 
@@ -110,8 +110,7 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) 
       >>> out.tolist(), int(state.total_notfinite)
       ([-0.0], 1)
     """
-    if not is_transformation(inner):
-        raise TypeError(f"apply_if_finite: inner must be a gradient transformation, got {inner!r}.")
+    check_transformation("apply_if_finite", "inner", inner)
     check_positive_int("apply_if_finite", "max_consecutive_errors", max_consecutive_errors, minimum=0)
 
     def init(params):

@@ -25,6 +25,7 @@ from gradxform.core import (
     Params,
     PyTree,
     call_update,
+    check_transformation,
     is_tracer,
     is_transformation,
     mask_bool,
@@ -56,14 +57,6 @@ _PREFIX_HELP = (
     "whole sub-tree), or be a function of the parameters returning such a tree; "
     "gx.by_path({...}) builds one from path patterns."
 )
-
-
-def _check_transformation(owner: str, what: str, tx: Any) -> None:
-    if not is_transformation(tx):
-        raise TypeError(
-            f"{owner}: {what} must be a gradient transformation (such as gx.adam(1e-3) or an "
-            f"Optax transformation), got {type(tx).__name__}: {tx!r}."
-        )
 
 
 def resolve_labels(owner: str, labels: LabelsOrFn, tree: PyTree) -> PyTree:
@@ -161,7 +154,7 @@ def masked(
       >>> out["w"].tolist(), out["b"].tolist()
       ([-1.0, -1.0], [1.0])
     """
-    _check_transformation("masked", "inner", inner)
+    check_transformation("masked", "inner", inner)
 
     def select(tree):
         labels = resolve_labels("masked", mask, tree)
@@ -224,7 +217,7 @@ def partition(
             f"partition: transforms must be a non-empty mapping from label to transformation, got {transforms!r}."
         )
     for label, tx in transforms.items():
-        _check_transformation("partition", f"transforms[{label!r}]", tx)
+        check_transformation("partition", f"transforms[{label!r}]", tx)
 
     def groups(tree):
         labels = jax.tree.map(_static, resolve_labels("partition", param_labels, tree))

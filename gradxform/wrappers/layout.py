@@ -40,8 +40,8 @@ from gradxform.core import (
     PyTree,
     call_update,
     check_positive_int,
+    check_transformation,
     explicit_axes,
-    is_transformation,
     path_str,
 )
 
@@ -189,11 +189,6 @@ def _layout(treedef, shapes, dtypes, small_size, bucket_size) -> Layout:
     return Layout(treedef, shapes, dtypes, tuple(kept), tuple(buckets))
 
 
-def _check_inner(owner: str, inner: Any) -> None:
-    if not is_transformation(inner):
-        raise TypeError(f"{owner}: inner must be a gradient transformation, got {type(inner).__name__}: {inner!r}.")
-
-
 @transformation()
 def bucketed(inner: GradientTransformation, small_size: int = 16384, bucket_size: int = 2**24) -> GradientTransformation:
     """Runs ``inner`` on a bucketed layout: small leaves grouped into flat buckets.
@@ -225,7 +220,7 @@ def bucketed(inner: GradientTransformation, small_size: int = 16384, bucket_size
       >>> round(float(updates["b"][0]), 4)
       -0.1
     """
-    _check_inner("bucketed", inner)
+    check_transformation("bucketed", "inner", inner)
     if small_size != math.inf:
         check_positive_int("bucketed", "small_size", small_size)
     check_positive_int("bucketed", "bucket_size", bucket_size)
@@ -265,5 +260,5 @@ def flat(inner: GradientTransformation) -> GradientTransformation:
       >>> tx.update(params, state)[0]["b"].tolist()
       [-0.10000000149011612, -0.10000000149011612, -0.10000000149011612, -0.10000000149011612]
     """
-    _check_inner("flat", inner)
+    check_transformation("flat", "inner", inner)
     return bucketed(inner, small_size=math.inf, bucket_size=2**62)

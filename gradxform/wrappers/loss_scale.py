@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.core import (
+    check_transformation,
     find_states,
     COUNT_DTYPE,
     POSITIVE,
@@ -29,7 +30,6 @@ from gradxform.core import (
     cast_like,
     check_hyperparam,
     check_positive_int,
-    is_transformation,
     safe_increment,
 )
 from gradxform.wrappers.finite import all_finite, cond_update
@@ -94,8 +94,7 @@ def dynamic_loss_scale(
       >>> out.tolist(), float(gx.loss_scale(state))
       ([-2.0], 4.0)
     """
-    if not is_transformation(inner):
-        raise TypeError(f"dynamic_loss_scale: inner must be a gradient transformation, got {inner!r}.")
+    check_transformation("dynamic_loss_scale", "inner", inner)
     check_hyperparam("dynamic_loss_scale", "initial_scale", initial_scale, POSITIVE)
     if callable(initial_scale):
         raise ValueError("dynamic_loss_scale: initial_scale must be a number, not a schedule.")

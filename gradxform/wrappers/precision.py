@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import find_states, GradientTransformation, Params, call_update, check_same_tree, is_transformation
+from gradxform.core import find_states, GradientTransformation, Params, call_update, check_same_tree, check_transformation
 from gradxform.wrappers.groups import MaskedNode
 
 
@@ -70,8 +70,7 @@ def multi_precision(inner: GradientTransformation, master_dtype: Any = jnp.float
       >>> p.tolist(), round(gx.master_params(state, p).tolist()[0], 4)
       ([0.99609375], 0.996)
     """
-    if not is_transformation(inner):
-        raise TypeError(f"multi_precision: inner must be a gradient transformation, got {inner!r}.")
+    check_transformation("multi_precision", "inner", inner)
     dtype = jnp.dtype(master_dtype)
 
     def init(params):

@@ -37,8 +37,8 @@ from gradxform.core import (
     PyTree,
     call_update,
     check_positive_int,
+    check_transformation,
     explicit_axes,
-    is_transformation,
     new_count,
     path_str,
     safe_increment,
@@ -178,6 +178,11 @@ def quantize(x: jax.Array, block_size: int = 2048, seed: jax.Array | int | None 
       ('uint8', [0.5, -1.0, 0.0])
     """
     _check_not_explicitly_sharded("quantize", "x", x)
+    return _quantized(x, block_size, seed)
+
+
+def _quantized(x: jax.Array, block_size: int, seed: jax.Array | int | None) -> QuantizedArray:
+    """`quantize` without its check (the caller has made it, naming what ``x`` is)."""
     codes, absmax, nonneg = _quantize(x, block_size, None if seed is None else jnp.asarray(seed, jnp.int32))
     return QuantizedArray(codes, absmax, nonneg, tuple(x.shape), jnp.dtype(x.dtype))
 
@@ -310,8 +315,7 @@ def quantized_state(
       >>> round(float(updates[0]), 6)
       -0.001
     """
-    if not is_transformation(inner):
-        raise TypeError(f"quantized_state: inner must be a gradient transformation, got {type(inner).__name__}.")
+    check_transformation("quantized_state", "inner", inner)
     check_positive_int("quantized_state", "block_size", block_size)
     check_positive_int("quantized_state", "min_size", min_size, minimum=0)
 
@@ -323,7 +327,7 @@ def quantized_state(
                 _check_not_explicitly_sharded("quantized_state", f"the state leaf {path_str(path)}", x)
                 # A distinct stream per leaf and step: the seed mixes both.
                 seed = count * 7919 + i if stochastic_rounding else None
-                x = quantize(x, block_size, seed)
+                x = _quantized(x, block_size, seed)
             out.append(x)
         return jax.tree.unflatten(treedef, out)
 
