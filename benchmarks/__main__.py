@@ -78,7 +78,7 @@ def run_row(shape, params, grads, optimizer, variant, option, args, bw):
     cands.append(floor_candidate(tx, gx_params, gx_grads))
     torch_fn = None if args.no_torch or variant else torch_ref.fused_step(optimizer, params, grads)
     if torch_fn is not None:
-        cands.append(timing.Candidate("torch", torch_fn))
+        cands.append(timing.Candidate("torch", torch_fn, relocate=torch_fn.relocate))
     timing.interleave(cands, args.steps, budget_s=args.budget)
     g, o, again, floor = cands[:4]
     t = cands[4] if len(cands) > 4 else None

@@ -1,8 +1,18 @@
 """Interleaved timing: candidates run step by step in turn, so load on the machine hits all
-of them alike, and the median of many steps is robust to it."""
+of them alike, and the median of many steps is robust to it.
+
+Before every round the candidates' large buffers move to freshly allocated memory
+(`Candidate.relocate`). Where a buffer sits in physical memory (huge pages or not, how its
+pages map onto the caches and the memory channels) changes how fast a loop streams through
+it, by a few percent on a CPU, and a donated buffer is updated in place, so without this a
+candidate keeps the placement it happened to get for the whole run: two copies of the same
+compiled step measured 1.01 to 1.06x each other, with intervals that excluded 1, and the
+slower one stayed slower when it was handed the other's buffers. Moving them every round
+samples placements for every candidate alike, so that cost becomes noise instead of a bias."""
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
@@ -10,8 +20,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
 import gradxform as gx
+
+# Arrays smaller than this many bytes are not moved: they sit in the caches whatever their
+# address, and moving hundreds of them would cost a call per round for nothing.
+RELOCATE_MIN_BYTES = 1 << 20
 
 
 def jitted_step(
@@ -43,9 +58,25 @@ class Candidate:
       memory: XLA's memory analysis of the compiled step (JAX candidates only).
     """
 
-    def __init__(self, name: str, fn: Callable[[], Any], compile_s: float = float("nan"), memory: Any = None):
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[], Any],
+        compile_s: float = float("nan"),
+        memory: Any = None,
+        relocate: Callable[[], None] | None = None,
+    ):
         self.name, self.fn, self.compile_s, self.memory = name, fn, compile_s, memory
+        self._relocate = relocate
         self.times: list[float] = []
+        self.blocks: list[int] = []  # for each time, the placement it ran under (see `interleave`)
+
+    def relocate(self) -> None:
+        """Moves the candidate's large buffers (the carry of a JAX step, a torch optimizer's
+        parameters and state) to newly allocated memory, with the same values; untimed.
+        Does nothing for a candidate built without a ``relocate`` function."""
+        if self._relocate is not None:
+            self._relocate()
 
     def run(self) -> float:
         t0 = time.perf_counter()
@@ -77,24 +108,75 @@ class Candidate:
             memory = compiled.memory_analysis()
         except Exception:  # not every backend reports it
             memory = None
-        cand = cls(name, fn, compile_s, memory)
+        cand = cls(name, fn, compile_s, memory, relocate=lambda: box.__setitem__(0, relocated(box[0])))
         cand.carry = box
         return cand
 
 
-def interleave(candidates: Sequence[Candidate], steps: int, warmup: int = 3, budget_s: float | None = None) -> None:
+def _nbytes(x: Any) -> int:
+    return int(np.prod(x.shape)) * x.dtype.itemsize
+
+
+@jax.jit
+def _copies(arrays: list[Any]) -> list[Any]:
+    return [x.copy() for x in arrays]
+
+
+def relocated(tree: Any) -> Any:
+    """``tree`` with each array of at least `RELOCATE_MIN_BYTES` replaced by a copy in newly
+    allocated memory (one jitted call; the smaller ones are left where they are). The
+    originals are not deleted here: a donated carry is dropped by its owner."""
+    leaves, treedef = jax.tree.flatten(tree)
+    big = [i for i, x in enumerate(leaves) if hasattr(x, "dtype") and _nbytes(x) >= RELOCATE_MIN_BYTES]
+    if big:
+        for i, x in zip(big, jax.block_until_ready(_copies([leaves[i] for i in big]))):
+            leaves[i] = x
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def interleave(
+    candidates: Sequence[Candidate],
+    steps: int,
+    warmup: int = 3,
+    budget_s: float | None = None,
+    relocate: bool = True,
+    relocation_share: float = 1 / 3,
+) -> None:
     """Runs every candidate ``steps`` times, one step each in turn (after ``warmup`` rounds);
-    stops early once ``budget_s`` seconds have been spent (at least 5 rounds)."""
-    for _ in range(warmup):
+    stops early once ``budget_s`` seconds have been spent (at least 5 rounds).
+
+    With ``relocate`` (the default), every candidate's large buffers move to new memory
+    (`Candidate.relocate`) before the first timed round and again whenever the rounds since
+    the last move have taken long enough that moving costs at most ``relocation_share`` of
+    the time (every round where steps are slow and copies cheap). The candidates move in the
+    next round's order, so what a copy leaves in the caches belongs to the candidate that
+    runs last, after the others' steps have gone through them. Each time is labelled with
+    its placement (``Candidate.blocks``), and `ratio_interval` resamples placements, not
+    single rounds, since rounds under one placement share its cost."""
+    for w in range(warmup):
+        if relocate and w == 1:  # once, so that the timed moves do not include compiling the copies
+            for c in candidates:
+                c.relocate()
         for c in candidates:
             c.run()
     for c in candidates:
         c.times.clear()
+        c.blocks = []
     start = time.perf_counter()
     orders = _balanced_orders(len(candidates))
+    block, move_s, since_move_s = -1, 0.0, math.inf
     for i in range(steps):
-        for k in orders[i % len(orders)]:
+        order = orders[i % len(orders)]
+        if relocate and since_move_s * relocation_share >= move_s * (1 - relocation_share):
+            t0 = time.perf_counter()
+            for k in order:
+                candidates[k].relocate()
+            move_s, since_move_s, block = time.perf_counter() - t0, 0.0, block + 1
+        t0 = time.perf_counter()
+        for k in order:
             candidates[k].run()
+            candidates[k].blocks.append(max(block, 0) if relocate else i)
+        since_move_s += time.perf_counter() - t0
         if budget_s is not None and i >= 4 and time.perf_counter() - start > budget_s:
             break
 
@@ -121,12 +203,26 @@ def paired_ratio(a: Candidate, b: Candidate) -> float:
 
 
 def ratio_interval(a: Candidate, b: Candidate, level: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
-    """A bootstrap interval (``level``, percentile method) for `paired_ratio` ``(a, b)``:
-    the rounds are resampled with replacement and the median ratio taken each time.
-    Resampling is seeded, so a run's table is reproducible from its times."""
+    """A bootstrap interval (``level``, percentile method) for `paired_ratio` ``(a, b)``.
+
+    The rounds are resampled with replacement in the groups `interleave` labelled them with
+    (``Candidate.blocks``: the rounds run under one placement of the buffers in memory; each
+    round on its own for candidates timed without it), and the median ratio is taken each
+    time. Resampling whole placements keeps the interval honest about what a placement
+    costs: resampling single rounds would count rounds that share one placement as
+    independent. Resampling is seeded, so a run's table is reproducible from its times."""
     ratios = [x / y for x, y in zip(a.times, b.times)]
+    labels = getattr(a, "blocks", None)
+    if labels is None or len(labels) != len(ratios):
+        labels = range(len(ratios))
+    groups: dict[Any, list[float]] = {}
+    for label, r in zip(labels, ratios):
+        groups.setdefault(label, []).append(r)
+    chunks = list(groups.values())
     rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    medians = sorted(
+        statistics.median([r for chunk in rng.choices(chunks, k=len(chunks)) for r in chunk]) for _ in range(resamples)
+    )
     tail = (1.0 - level) / 2
     return medians[int(tail * (resamples - 1))], medians[int((1.0 - tail) * (resamples - 1))]
 

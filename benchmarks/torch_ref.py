@@ -47,7 +47,10 @@ def fused_step(optimizer: str, params: Any, grads: Any) -> Callable[[], None] | 
     (any JAX pytree of float32 arrays) with ``grads`` as their gradients, or ``None``.
 
     The tensors live on the device JAX's arrays are on (see `device`); on a GPU the function
-    returns when the step has finished, as the JAX candidates do."""
+    returns when the step has finished, as the JAX candidates do. Its ``relocate`` attribute
+    moves the parameters and the optimizer's state to newly allocated memory, values
+    unchanged (see `benchmarks.timing.Candidate.relocate`); ``parameters`` lists the
+    parameter tensors, in the order of ``params``'s leaves."""
     if torch is None or optimizer not in FUSED:
         return None
     import jax
@@ -62,11 +65,22 @@ def fused_step(optimizer: str, params: Any, grads: Any) -> Callable[[], None] | 
         tensors.append(t)
     opt = getattr(torch.optim, cls_name)(tensors, fused=True, **kwargs)
     opt.step()  # allocates the state
-    if where == "cpu":
-        return opt.step
 
     def step() -> None:
         opt.step()
-        torch.cuda.synchronize()
+        if where == "cuda":
+            torch.cuda.synchronize()
 
+    def relocate() -> None:
+        # The parameters and the state to newly allocated memory, values unchanged, as the
+        # harness does for the JAX candidates before each round (see `benchmarks.timing`).
+        for t in tensors:
+            t.data = t.data.clone()
+            state = opt.state[t]
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.numel() > 1:
+                    state[key] = value.clone()
+
+    step.relocate = relocate
+    step.parameters = tensors
     return step

@@ -81,3 +81,97 @@ def test_torch_runs_where_jax_runs(monkeypatch):
     assert torch_ref.device("gpu") == "cuda"
     monkeypatch.setattr(torch_ref.torch.cuda, "is_available", lambda: False)
     assert torch_ref.device("gpu") == "cpu"
+
+
+def test_relocation_moves_large_buffers_and_keeps_their_values():
+    import jax.numpy as jnp
+    import numpy as np
+
+    big = jnp.arange(timing.RELOCATE_MIN_BYTES // 4, dtype=jnp.float32)
+    small = jnp.ones((3,), jnp.float32)
+    tree = {"big": big, "small": small, "count": jnp.int32(7)}
+    moved = timing.relocated(tree)
+    assert moved["big"].unsafe_buffer_pointer() != big.unsafe_buffer_pointer()
+    np.testing.assert_array_equal(moved["big"], big)
+    assert moved["small"] is small and moved["count"] is tree["count"]
+
+
+def test_a_jax_candidate_relocates_its_carry_and_keeps_stepping():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    n = timing.RELOCATE_MIN_BYTES // 4
+    step = jax.jit(lambda p, s, g: (p - g, s + 1), donate_argnums=(0, 1))
+    c = timing.Candidate.jax("c", step, (jnp.zeros((n,), jnp.float32), jnp.int32(0)), jnp.ones((n,), jnp.float32))
+    before = c.carry[0][0].unsafe_buffer_pointer()
+    c.relocate()
+    assert c.carry[0][0].unsafe_buffer_pointer() != before
+    c.run()
+    p, s = c.carry[0]
+    assert int(s) == 2  # one step when built, one now
+    np.testing.assert_array_equal(p, np.full((n,), -2.0, np.float32))
+
+
+def test_interleave_labels_each_round_with_its_placement(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    moves = []
+
+    def advance(seconds):
+        clock[0] += seconds
+
+    # steps take 1.5 ms (of the fake clock), moving a candidate's buffers 2.5 ms
+    cands = [
+        timing.Candidate(name, lambda: advance(1.5e-3), relocate=lambda name=name: (moves.append(name), advance(2.5e-3)))
+        for name in "ab"
+    ]
+    timing.interleave(cands, 40, warmup=2, relocation_share=1 / 3)
+    blocks = cands[0].blocks
+    assert blocks == cands[1].blocks and len(blocks) == len(cands[0].times) == 40
+    # A move of both costs 5 ms; it may take a third of the time, so a placement lasts at
+    # least 10 ms of steps: four rounds of 3 ms.
+    assert blocks == [i // 4 for i in range(40)]
+    assert len(moves) == 2 * (10 + 1)  # both candidates, each placement, plus the warm-up move
+    # without relocation every round stands alone
+    timing.interleave(cands, 10, warmup=0, relocate=False)
+    assert cands[0].blocks == list(range(10))
+
+
+def test_interval_resamples_placements_not_rounds():
+    """Rounds under one placement share its cost: a ratio that is 0.9 under half of the
+    placements and 1.1 under the other half must not look settled because each placement
+    ran many rounds."""
+    a, b = _fixed("a", []), _fixed("b", [])
+    for block in range(6):
+        r = 0.9 if block % 2 else 1.1
+        for _ in range(30):
+            a.times.append(r)
+            b.times.append(1.0)
+            a.blocks.append(block)
+    per_round = timing.ratio_interval(_fixed("a", a.times), b)
+    per_block = timing.ratio_interval(a, b)
+    assert timing.verdict(per_block) == "parity"
+    assert per_block[1] - per_block[0] >= per_round[1] - per_round[0]
+    assert per_block[0] <= 0.9 + 1e-9 and per_block[1] >= 1.1 - 1e-9
+
+
+def test_fused_torch_relocates_without_changing_its_steps():
+    from benchmarks import torch_ref
+
+    if torch_ref.torch is None:
+        pytest.skip("torch is not installed (the bench extra installs it)")
+    import jax.numpy as jnp
+    import numpy as np
+
+    params = {"w": jnp.linspace(-1.0, 1.0, 64, dtype=jnp.float32).reshape(8, 8)}
+    grads = {"w": jnp.full((8, 8), 0.25, jnp.float32)}
+    moved, kept = torch_ref.fused_step("adam", params, grads), torch_ref.fused_step("adam", params, grads)
+    tensors = lambda step: step.parameters
+    before = tensors(moved)[0].data_ptr()
+    for _ in range(3):
+        moved.relocate()
+        moved()
+        kept()
+    assert tensors(moved)[0].data_ptr() != before
+    np.testing.assert_array_equal(tensors(moved)[0].detach().numpy(), tensors(kept)[0].detach().numpy())
