@@ -8,7 +8,15 @@ it, by a few percent on a CPU, and a donated buffer is updated in place, so with
 candidate keeps the placement it happened to get for the whole run: two copies of the same
 compiled step measured 1.01 to 1.06x each other, with intervals that excluded 1, and the
 slower one stayed slower when it was handed the other's buffers. Moving them every round
-samples placements for every candidate alike, so that cost becomes noise instead of a bias."""
+samples placements for every candidate alike, so that cost becomes noise instead of a bias.
+
+Where a step is many small arrays, the executable matters too: of eight executables of the
+same Optax step on 400 one-element leaves, compiled one after another, the later ones ran up
+to 10% slower, whichever buffers they were given, and by how much changed between
+processes. So each JAX candidate gets a second executable, compiled in the reverse order of
+the first ones, and alternates between its two with each placement; the harnesses also
+build Optax's candidates before gradxform's, so what remains of that order counts against
+gradxform, and the A/A pair (built first and second) shows its size."""
 
 from __future__ import annotations
 
@@ -90,26 +98,37 @@ class Candidate:
         return statistics.median(self.times)
 
     @classmethod
-    def jax(cls, name: str, step: Any, carry: tuple[Any, ...], *args: Any) -> Candidate:
-        """A jitted ``step(*carry, *args) -> carry`` whose carry (donated) is threaded through.
+    def jax(cls, name: str, make_step: Callable[[], Any], carry: tuple[Any, ...], *args: Any) -> Candidate:
+        """A jitted step ``make_step()(*carry, *args) -> carry`` whose carry (donated) is
+        threaded through. ``make_step`` returns a new jitted function each call.
 
-        The time to trace, lower and compile is kept as ``compile_s``."""
+        The time to trace, lower and compile is kept as ``compile_s``. ``recompile()`` adds
+        another executable of the same step, from a new ``make_step()`` (JAX would hand the
+        same jitted function's cached executable back); ``relocate()`` moves the carry and
+        switches to the next executable, so the candidate's placements alternate between
+        them (see `interleave`)."""
         t0 = time.perf_counter()
-        compiled = step.lower(*carry, *args).compile()
+        compiled = make_step().lower(*carry, *args).compile()
         compile_s = time.perf_counter() - t0
         # The first run is left out: it also pays for the process's first touch of fresh
         # memory, which would bias whichever candidate is built first.
         box = [jax.block_until_ready(compiled(*carry, *args))]
+        executables, current = [compiled], [0]
 
         def fn():
-            box[0] = jax.block_until_ready(compiled(*box[0], *args))
+            box[0] = jax.block_until_ready(executables[current[0]](*box[0], *args))
+
+        def relocate():
+            box[0] = relocated(box[0])
+            current[0] = (current[0] + 1) % len(executables)
 
         try:
             memory = compiled.memory_analysis()
         except Exception:  # not every backend reports it
             memory = None
-        cand = cls(name, fn, compile_s, memory, relocate=lambda: box.__setitem__(0, relocated(box[0])))
+        cand = cls(name, fn, compile_s, memory, relocate=relocate)
         cand.carry = box
+        cand.recompile = lambda: executables.append(make_step().lower(*box[0], *args).compile())
         return cand
 
 
@@ -153,6 +172,10 @@ def interleave(
     runs last, after the others' steps have gone through them. Each time is labelled with
     its placement (``Candidate.blocks``), and `ratio_interval` resamples placements, not
     single rounds, since rounds under one placement share its cost."""
+    if relocate:
+        for c in reversed(candidates):
+            if hasattr(c, "recompile"):
+                c.recompile()
     for w in range(warmup):
         if relocate and w == 1:  # once, so that the timed moves do not include compiling the copies
             for c in candidates:

@@ -102,15 +102,24 @@ def test_a_jax_candidate_relocates_its_carry_and_keeps_stepping():
     import numpy as np
 
     n = timing.RELOCATE_MIN_BYTES // 4
-    step = jax.jit(lambda p, s, g: (p - g, s + 1), donate_argnums=(0, 1))
-    c = timing.Candidate.jax("c", step, (jnp.zeros((n,), jnp.float32), jnp.int32(0)), jnp.ones((n,), jnp.float32))
+    built = []
+
+    def make_step():
+        built.append(jax.jit(lambda p, s, g: (p - g, s + 1), donate_argnums=(0, 1)))
+        return built[-1]
+
+    c = timing.Candidate.jax("c", make_step, (jnp.zeros((n,), jnp.float32), jnp.int32(0)), jnp.ones((n,), jnp.float32))
+    c.recompile()  # a second executable, from a new jitted function
+    assert len(built) == 2 and built[0] is not built[1]
     before = c.carry[0][0].unsafe_buffer_pointer()
-    c.relocate()
+    c.relocate()  # moves the carry and switches to the second executable
     assert c.carry[0][0].unsafe_buffer_pointer() != before
     c.run()
+    c.relocate()  # back to the first
+    c.run()
     p, s = c.carry[0]
-    assert int(s) == 2  # one step when built, one now
-    np.testing.assert_array_equal(p, np.full((n,), -2.0, np.float32))
+    assert int(s) == 3  # one step when built, two now
+    np.testing.assert_array_equal(p, np.full((n,), -3.0, np.float32))
 
 
 def test_interleave_labels_each_round_with_its_placement(monkeypatch):
