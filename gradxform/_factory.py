@@ -230,6 +230,7 @@ def _inject(
         inner = build({**arguments, **values})
         updates = as_arrays(updates)
         new_updates, inner_state = _call_checked(public_name, inner, eager, updates, state.inner_state, params, extra)
+        _check_integer_gradients(public_name, updates, new_updates)
         new_updates = cast_like(new_updates, updates)
         return new_updates, HyperparamsState(
             safe_increment(state.count), values, state.schedule_args, inner_state
@@ -279,6 +280,33 @@ def _checked_update(public_name: str, body: GradientTransformation) -> Callable[
         return _call_checked(public_name, body, body, as_arrays(updates), state, params, extra)
 
     return update
+
+
+INTEGER_GRADIENT = (
+    "{name}: the gradient at {path} has the integer dtype {dtype}, and the update computed for it "
+    "is {new_dtype}. Updates come back in the gradients' dtype, so it would be truncated to an "
+    "integer (an SGD step with a learning rate below 1 would be zero). Cast "
+    "the gradients to a floating-point dtype, or keep integer leaves out of the optimizer (for "
+    "example with gx.masked)."
+)
+
+
+def _check_integer_gradients(public_name: str, updates: Any, new_updates: Any) -> None:
+    """Raises ``ValueError`` naming the first leaf whose gradient is an integer (or bool) but
+    whose update is floating point, which casting back to the gradient's dtype would truncate.
+
+    The dtypes are static, so this costs nothing under ``jit``.
+    """
+
+    def check(path: Any, u: Any, new: Any) -> None:
+        if u is None or new is None:
+            return
+        if not jnp.issubdtype(u.dtype, jnp.inexact) and jnp.issubdtype(jnp.result_type(new), jnp.inexact):
+            raise ValueError(
+                INTEGER_GRADIENT.format(name=public_name, path=path_str(path), dtype=u.dtype, new_dtype=jnp.result_type(new))
+            )
+
+    jax.tree_util.tree_map_with_path(check, updates, new_updates, is_leaf=lambda x: x is None)
 
 
 def _call_checked(

@@ -31,6 +31,12 @@ def elementwise(fn: Callable[[jax.Array], jax.Array]) -> GradientTransformation:
     return GradientTransformation(lambda params: EmptyState(), update)
 
 
+def _factor_dtype(g: jax.Array) -> jnp.dtype:
+    """The dtype a scale factor takes to multiply ``g``: ``g``'s real dtype, or float32 for
+    an integer ``g``, whose dtype would truncate the factor (a learning rate of 0.1 to 0)."""
+    return jnp.real(g).dtype if jnp.issubdtype(g.dtype, jnp.inexact) else jnp.dtype(jnp.float32)
+
+
 @transformation({"step_size": REAL})
 def scale(step_size: float) -> GradientTransformation:
     """Multiplies updates by ``step_size``.
@@ -47,7 +53,7 @@ def scale(step_size: float) -> GradientTransformation:
       >>> tx.update(jnp.ones(2), tx.init(jnp.ones(2)))[0].tolist()
       [-2.0, -2.0]
     """
-    return elementwise(lambda g: g * jnp.asarray(step_size).astype(jnp.real(g).dtype))
+    return elementwise(lambda g: g * jnp.asarray(step_size).astype(_factor_dtype(g)))
 
 
 @transformation({"learning_rate": NON_NEGATIVE})
@@ -69,7 +75,7 @@ def scale_by_learning_rate(learning_rate: float, *, flip_sign: bool = True) -> G
       [-0.5, -0.5]
     """
     sign = -1.0 if flip_sign else 1.0
-    return elementwise(lambda g: g * (sign * jnp.asarray(learning_rate)).astype(jnp.real(g).dtype))
+    return elementwise(lambda g: g * (sign * jnp.asarray(learning_rate)).astype(_factor_dtype(g)))
 
 
 @transformation({"step_size_fn": REAL})

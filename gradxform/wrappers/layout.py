@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from gradxform._factory import transformation
 from gradxform.core import (
@@ -83,6 +84,12 @@ class Layout:
     def pack(self, tree: PyTree) -> Packed:
         """The `Packed` form of ``tree`` (which must have this layout's structure and shapes).
 
+        Large leaves are kept as they are, sharding included. A bucket whose leaves lie on a
+        mesh is laid out replicated over that mesh, eagerly and under ``jit``: its leaves may
+        be sharded in different ways, or not at all, and left to XLA's sharding propagation
+        the bucket would take one leaf's sharding and pass it, through every slice of the
+        bucket, on to the other leaves. Small leaves are cheap to replicate.
+
         Raises:
           ValueError: if the tree's structure or leaf shapes differ from the layout's, or a
             leaf to bucket is sharded over ``Explicit`` mesh axes.
@@ -101,19 +108,27 @@ class Layout:
                         "leaves, or keep them out of buckets (a smaller small_size)."
                     )
         buckets = tuple(
-            jnp.concatenate([jnp.ravel(leaves[i]) for i in b.members])
-            if len(b.members) > 1
-            else jnp.ravel(leaves[b.members[0]])
+            _replicated(
+                jnp.concatenate([jnp.ravel(leaves[i]) for i in b.members])
+                if len(b.members) > 1
+                else jnp.ravel(leaves[b.members[0]]),
+                [leaves[i] for i in b.members],
+            )
             for b in self.buckets
         )
         return Packed(tuple(leaves[i] for i in self.kept), buckets)
 
     def unpack(self, packed: Packed) -> PyTree:
-        """The tree that ``packed`` holds, with the original structure and shapes."""
+        """The tree that ``packed`` holds, with the original structure and shapes.
+
+        A bucket on a mesh is laid out replicated before it is sliced (see `Layout.pack`),
+        so each small leaf's layout is left to the arrays it meets, such as its parameter.
+        """
         leaves: list[Any] = [None] * len(self.shapes)
         for j, i in enumerate(self.kept):
             leaves[i] = packed.leaves[j]
         for b, flat in zip(self.buckets, packed.buckets):
+            flat = _replicated(flat, [flat])
             for i, off in zip(b.members, b.offsets):
                 n = math.prod(self.shapes[i])
                 leaves[i] = jax.lax.slice(flat, (off,), (off + n,)).reshape(self.shapes[i])
@@ -128,6 +143,20 @@ class Layout:
                 "Build the layout from the same parameter tree (bucket_layout(params))."
             )
         return leaves
+
+
+def _replicated(bucket: jax.Array, members: list[Any]) -> jax.Array:
+    """``bucket`` constrained to be replicated over the mesh of the first of ``members``
+    that lies on a mesh of several devices; ``bucket`` itself when none does, or when that
+    mesh has ``Manual`` axes (inside ``shard_map`` each device holds its own bucket)."""
+    for x in members:
+        mesh = getattr(jax.typeof(x).sharding, "mesh", None) if hasattr(x, "shape") else None
+        if mesh is None or math.prod(getattr(mesh, "axis_sizes", ())) <= 1:
+            continue
+        if jax.sharding.AxisType.Manual in getattr(mesh, "axis_types", ()):
+            return bucket
+        return jax.lax.with_sharding_constraint(bucket, NamedSharding(mesh, PartitionSpec()))
+    return bucket
 
 
 def bucket_layout(tree: PyTree, small_size: int = 16384, bucket_size: int = 2**24) -> Layout:
@@ -202,6 +231,11 @@ def bucketed(inner: GradientTransformation, small_size: int = 16384, bucket_size
     (Adam, SGD, Lion, global-norm clipping, ...); a transformation that depends on a leaf's
     shape (Adafactor's factored moments) or masks leaves by name sees the buckets as leaves.
 
+    On a mesh with ``Auto`` axes, large leaves and their state keep their sharding, each
+    bucket (and its state) is replicated over the mesh, and each small leaf comes out of a
+    jitted step with its own sharding. With ``Explicit`` axes, small leaves must not be
+    sharded over them (see `Layout.pack`).
+
     Args:
       inner: the transformation to run.
       small_size: leaves with fewer elements are bucketed.
@@ -244,7 +278,8 @@ def flat(inner: GradientTransformation) -> GradientTransformation:
 
     Every step concatenates all gradients and slices the updates back; `bucketed`, which
     copies only small leaves, is faster on trees with large leaves. Same conditions of
-    equality with ``inner`` as `bucketed`.
+    equality with ``inner`` as `bucketed`. On a mesh the one bucket, and so the whole
+    state, is replicated on every device: use `bucketed` for a sharded model.
 
     Args:
       inner: the transformation to run.

@@ -1,5 +1,6 @@
 """The bucketed and flat layouts give the plain float32 composition's results."""
 
+import functools
 import math
 
 import jax
@@ -150,3 +151,124 @@ def test_a_small_leaf_sharded_over_explicit_axes_is_a_clear_error():
         }
         with pytest.raises(ValueError, match=r"small leaf b is sharded over the Explicit mesh axes \('d',\)"):
             gx.bucketed(gx.adam(1e-2)).init(params)
+
+
+# ------------------------------------------------------------------ sharded (Auto axes)
+
+P = jax.sharding.PartitionSpec
+# On the suite's two devices: the large leaves and one small leaf (scale) split over "d",
+# the other small leaves replicated, as a model's biases and norm scales usually are.
+SPECS = {"w1": P("d"), "b1": P(), "scale": P("d"), "w2": P(None, "d"), "b2": P(), "s": P()}
+# The layout arguments of each wrapper (flat is every leaf in one bucket).
+SHARDED_WRAPPERS = {
+    "bucketed": {"small_size": 100},
+    "bucketed_tiny_buckets": {"small_size": 100, "bucket_size": 64},
+    "flat": {"small_size": math.inf, "bucket_size": 2**62},
+}
+
+
+def _wrapped(wrap, tx):
+    return gx.flat(tx) if wrap == "flat" else gx.bucketed(tx, **SHARDED_WRAPPERS[wrap])
+
+
+def _auto_mesh_params():
+    if jax.device_count() < 2:
+        pytest.skip("needs two devices (tests/conftest.py simulates two CPUs)")
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("d",))
+    params = _tree()
+    return mesh, {k: jax.device_put(v, jax.sharding.NamedSharding(mesh, SPECS[k])) for k, v in params.items()}
+
+
+def _is_replicated_on(x, mesh):
+    return isinstance(x.sharding, jax.sharding.NamedSharding) and x.sharding.mesh == mesh and x.sharding.is_fully_replicated
+
+
+def _assert_state_laid_out(state, params, mesh, packed_shapes):
+    """Each state array shaped like a kept parameter is laid out like it; each bucket-shaped
+    array (and each scalar) is replicated over the mesh."""
+    by_shape = {v.shape: v.sharding for k, v in params.items() if v.ndim == 2}
+    for x in jax.tree.leaves(state):
+        if x.shape in by_shape:
+            assert x.sharding.is_equivalent_to(by_shape[x.shape], x.ndim), (x.shape, x.sharding)
+        elif x.ndim:
+            assert x.shape in packed_shapes, x.shape
+            assert _is_replicated_on(x, mesh), (x.shape, x.sharding)
+
+
+@pytest.mark.parametrize("wrap", list(SHARDED_WRAPPERS), ids=list(SHARDED_WRAPPERS))
+@pytest.mark.parametrize("fused", [False, True], ids=["update+apply_updates", "update_and_apply"])
+def test_a_jitted_step_on_an_auto_mesh_keeps_each_leafs_sharding(wrap, fused):
+    """A bucket concatenates leaves with different shardings. Left to XLA's propagation it
+    took a sharded member's layout, and every small replicated leaf sliced from it came out
+    of the step sharded like that member: the bucket's sharding leaked to its leaves. Buckets
+    are now replicated over the mesh, and the numbers are the plain composition's."""
+    mesh, params = _auto_mesh_params()
+    plain, tx = gx.adam(1e-2), _wrapped(wrap, gx.adam(1e-2))
+
+    def step(opt, p, s, i):
+        g = _grads(p, i)
+        if fused:
+            return gx.update_and_apply(opt, g, s, p)
+        u, s = opt.update(g, s, p)
+        return gx.apply_updates(p, u), s
+
+    got, state = params, tx.init(params)
+    want, plain_state = params, plain.init(params)
+    jitted, plain_jitted = jax.jit(functools.partial(step, tx)), jax.jit(functools.partial(step, plain))
+    for i in range(3):
+        got, state = jitted(got, state, i)
+        want, plain_state = plain_jitted(want, plain_state, i)
+    for k in params:
+        assert got[k].sharding.is_equivalent_to(params[k].sharding, params[k].ndim), (k, got[k].sharding)
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+    layout = gx.bucket_layout(params, **SHARDED_WRAPPERS[wrap])
+    _assert_state_laid_out(state, params, mesh, {(b.size,) for b in layout.buckets})
+
+
+@pytest.mark.parametrize("wrap", list(SHARDED_WRAPPERS), ids=list(SHARDED_WRAPPERS))
+def test_init_on_an_auto_mesh_replicates_buckets_and_keeps_large_leaves_sharding(wrap):
+    """Also when every member of a bucket is sharded, whose concatenation XLA lays out as it
+    pleases: the bucket is placed replicated, deliberately."""
+    mesh, params = _auto_mesh_params()
+    params = dict(params, b1=jax.device_put(params["b1"], jax.sharding.NamedSharding(mesh, P("d"))))
+    tx = _wrapped(wrap, gx.adam(1e-2))
+    state = tx.init(params)
+    layout = gx.bucket_layout(params, **SHARDED_WRAPPERS[wrap])
+    _assert_state_laid_out(state, params, mesh, {(b.size,) for b in layout.buckets})
+    packed = layout.pack(params)
+    assert all(_is_replicated_on(b, mesh) for b in packed.buckets)
+    back = jax.jit(layout.unpack)(packed)
+    for k in params:
+        np.testing.assert_array_equal(back[k], params[k])
+        if k in ("b2", "s"):
+            assert _is_replicated_on(back[k], mesh), (k, back[k].sharding)
+
+
+def test_init_under_eval_shape_and_jit_on_an_explicit_mesh_types_buckets_replicated():
+    """On a mesh with Explicit axes shardings are part of the types, so abstract and jitted
+    init show them: kept leaves like their parameters, buckets of replicated leaves
+    replicated."""
+    if jax.device_count() < 2:
+        pytest.skip("needs two devices (tests/conftest.py simulates two CPUs)")
+    mesh = jax.make_mesh((2,), ("d",), axis_types=(jax.sharding.AxisType.Explicit,), devices=jax.devices()[:2])
+    specs = dict(SPECS, scale=P())
+    with jax.set_mesh(mesh):
+        params = {k: jax.device_put(v, jax.sharding.NamedSharding(mesh, specs[k])) for k, v in _tree().items()}
+        tx = gx.bucketed(gx.adam(1e-2), small_size=100)
+        for state in (jax.eval_shape(tx.init, params), jax.jit(tx.init)(params), tx.init(params)):
+            arrays = [x for x in jax.tree.leaves(state) if x.ndim]
+            assert sorted(x.shape for x in arrays) == sorted([(48, 64), (64, 10), (139,)] * 2)
+            for x in arrays:
+                want = {(48, 64): ("d", None), (64, 10): (None, "d"), (139,): (None,)}[x.shape]
+                assert x.sharding.mesh.axis_names == ("d",) and _padded_spec(x) == want, (x.shape, x.sharding)
+        new, state = jax.jit(lambda p, s: gx.update_and_apply(tx, _grads(p, 0), s, p))(params, tx.init(params))
+        for k in params:
+            assert _padded_spec(new[k]) == _padded_spec(params[k]), (k, new[k].sharding)
+        for x in jax.tree.leaves(state):
+            want = {(48, 64): ("d", None), (64, 10): (None, "d")}.get(x.shape, (None,) * x.ndim)
+            assert _padded_spec(x) == want, (x.shape, x.sharding)
+
+
+def _padded_spec(x):
+    spec = tuple(x.sharding.spec)
+    return spec + (None,) * (x.ndim - len(spec))

@@ -1,0 +1,96 @@
+"""Integer leaves: Optax's numbers where they are well defined, a clear error where an
+update would be truncated to an integer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradxform as gx
+
+
+def _params():
+    return {"w": jnp.array([1.0, -2.0, 0.5], jnp.float32), "n": jnp.array([10, 20, 30], jnp.int32)}
+
+
+FLOAT_GRADS = {"w": jnp.array([0.5, 1.0, -1.0], jnp.float32), "n": jnp.array([1.5, 2.0, -3.0], jnp.float32)}
+INT_GRADS = {"w": jnp.array([0.5, 1.0, -1.0], jnp.float32), "n": jnp.array([1, 2, -3], jnp.int32)}
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_sgd_on_an_integer_parameter_with_float_gradients_matches_optax(jit):
+    """Updates stay in the gradients' dtype (float); applying them casts to the parameter's
+    dtype, as optax.apply_updates does."""
+    params = _params()
+    got_tx, want_tx = gx.sgd(0.1), optax.sgd(0.1)
+    update = jax.jit(got_tx.update) if jit else got_tx.update
+    got_u, _ = update(FLOAT_GRADS, got_tx.init(params), params)
+    want_u, _ = want_tx.update(FLOAT_GRADS, want_tx.init(params), params)
+    assert got_u["n"].dtype == want_u["n"].dtype == jnp.float32
+    np.testing.assert_allclose(got_u["n"], want_u["n"], rtol=1e-6)
+    got_p, want_p = gx.apply_updates(params, got_u), optax.apply_updates(params, want_u)
+    assert got_p["n"].dtype == jnp.int32
+    np.testing.assert_array_equal(got_p["n"], want_p["n"])
+
+
+@pytest.mark.parametrize(
+    "make,name",
+    [
+        (lambda: gx.sgd(0.1), "sgd"),
+        (lambda: gx.sgd(1.5), "sgd"),
+        (lambda: gx.sgd(0.1, momentum=0.9), "sgd"),
+        (lambda: gx.adam(0.1), "adam"),
+        (lambda: gx.clip_by_global_norm(1.0), "clip_by_global_norm"),
+        (lambda: gx.scale(0.5), "scale"),
+    ],
+    ids=["sgd", "sgd-lr-1.5", "sgd-momentum", "adam", "clip_by_global_norm", "scale"],
+)
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_integer_gradients_are_a_clear_error_naming_the_leaf(make, name, jit):
+    """Integer gradients used to give integer updates: the learning rate was cast to the
+    gradients' dtype (0.1 became 0, 1.5 became 1), so SGD silently left the parameter where
+    it was, and clipping zeroed it. Optax returns float updates there, which gradxform's
+    rule (updates in the gradients' dtype) cannot: the step now says so."""
+    tx = make()
+    params = _params()
+    update = jax.jit(tx.update) if jit else tx.update
+    with pytest.raises(ValueError, match=rf"^{name}: the gradient at n has the integer dtype int32, and the update computed for it is float32"):
+        update(INT_GRADS, tx.init(params), params)
+
+
+@pytest.mark.parametrize(
+    "make,want",
+    [
+        (lambda: gx.masked(gx.adam(0.1), {"w": True, "n": False}), [1, 2, -3]),
+        (lambda: gx.partition({"train": gx.adam(0.1), "frozen": gx.set_to_zero()}, {"w": "train", "n": "frozen"}), [0, 0, 0]),
+        (lambda: gx.identity(), [1, 2, -3]),
+    ],
+    ids=["masked", "partition", "identity"],
+)
+def test_integer_leaves_kept_out_of_the_optimizer_pass(make, want):
+    """The error's advice works: integer updates that stay integers are not an error."""
+    tx = make()
+    params = _params()
+    updates, _ = jax.jit(tx.update)(INT_GRADS, tx.init(params), params)
+    assert updates["n"].dtype == jnp.int32
+    assert updates["n"].tolist() == want
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="state shaped like an integer parameter is kept in its dtype: the momentum buffer "
+    "is truncated from the second step on, Adam's moments give NaN updates that cast to 0 "
+    "(Optax's state becomes float32)",
+)
+@pytest.mark.parametrize(
+    "make", [lambda m: m.sgd(0.1, momentum=0.9), lambda m: m.adam(0.1)], ids=["sgd-momentum", "adam"]
+)
+def test_stateful_optimizer_on_an_integer_parameter_matches_optax_over_steps(make):
+    params = _params()
+    got_tx, want_tx = make(gx), make(optax)
+    got_s, want_s = got_tx.init(params), want_tx.init(params)
+    for _ in range(2):
+        got_u, got_s = got_tx.update(FLOAT_GRADS, got_s, params)
+        want_u, want_s = want_tx.update(FLOAT_GRADS, want_s, params)
+    np.testing.assert_allclose(got_u["n"], want_u["n"], rtol=1e-6)
