@@ -66,6 +66,8 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "lbsgd_warmup": {"batch_scale": 4.0},
     "lookahead": {"fast_optimizer": lambda: gx.adam(0.01), "sync_period": 2, "slow_step_size": 0.5},
     "masked": {"inner": lambda: gx.adam(0.1), "mask": lambda: _by_path({"w": True, "*": False})},
+    "measure_with_ema": {"measure": lambda: gx.global_norm, "decay": 0.9},
+    "monitor": {"measures": lambda: {"norm": gx.global_norm, "ema": gx.measure_with_ema(gx.global_norm, 0.5)}},
     "multi_precision": {"inner": lambda: gx.adamw(0.01)},
     "multi_steps": {"opt": lambda: gx.sgd(0.1), "every_k_schedule": 2},
     "multi_transform": {
@@ -90,6 +92,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "scale_by_backtracking_linesearch": {"max_backtracking_steps": 5},
     "scale_by_power_decay": {"rate": 0.1, "power": 0.5},
     "scale_by_zoom_linesearch": {"max_linesearch_steps": 5},
+    "snapshot": {"measure_name": "norm", "measure": lambda: gx.global_norm},
     "stateless": {"f": lambda: gx.apply_updates},
     "stateless_with_tree_map": {"f": lambda: gx.apply_updates},
     "swa": {"inner": lambda: gx.sgd(0.1)},

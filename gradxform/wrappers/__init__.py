@@ -66,6 +66,13 @@ from gradxform.wrappers.loss_scale import (
     scale_gradient as scale_gradient,
     scale_loss as scale_loss,
 )
+from gradxform.wrappers.monitoring import (
+    MonitorState as MonitorState,
+    SnapshotState as SnapshotState,
+    measure_with_ema as measure_with_ema,
+    monitor as monitor,
+    snapshot as snapshot,
+)
 from gradxform.wrappers.noise import AddNoiseState as AddNoiseState, add_noise as add_noise, centralize as centralize
 from gradxform.wrappers.paths import by_path as by_path, param_paths as param_paths
 from gradxform.wrappers.precision import (

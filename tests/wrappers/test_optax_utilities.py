@@ -380,3 +380,51 @@ def test_stateless_errors(name):
         getattr(gx, name)(gx.scale(1.0))
     with pytest.raises(TypeError, match=re.escape(f"{name}: f must be a function")):
         getattr(gx, name)(0.5)
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def norm(tree):
+    return optax.tree.norm(tree)
+
+
+@pytest.mark.parametrize("jit", JIT, ids=JIT_IDS)
+def test_snapshot_and_monitor_match_optax(jit):
+    def make(lib):
+        return lib.chain(
+            lib.sgd(0.1, momentum=0.9),
+            lib.snapshot("before_clip", norm),
+            lib.monitor({"norm": norm, "ema": lib.measure_with_ema(lambda u: norm(u) > 1.0, decay=0.9)}),
+            lib.clip_by_global_norm(1.0),
+        )
+
+    # Optax's monitor starts with no measurements, so its state cannot be a scan carry:
+    # both run step by step, the gradxform one also jitted.
+    params = mixed_params()
+    got_tx, want_tx = make(gx), make(optax)
+    step = jax.jit(got_tx.update) if jit else got_tx.update
+    grad = jax.jit(jax.grad(lambda p: sum(jnp.sum(jnp.sin(x)) for x in jax.tree.leaves(p))))
+    p, q, s, t = params, params, got_tx.init(params), want_tx.init(params)
+    assert set(s[2].measurements) == {"norm", "ema"}  # present from init on
+    for _ in range(3):
+        u, s = step(grad(p), s, p)
+        v, t = want_tx.update(grad(q), t, q)
+        p, q = gx.apply_updates(p, u), optax.apply_updates(q, v)
+        assert_trees_close(p, q)
+        np.testing.assert_allclose(s[1].measurement["before_clip"], t[1].measurement["before_clip"], rtol=1e-6)
+        for key in ["norm", "ema"]:
+            np.testing.assert_allclose(s[2].measurements[key], t[2].measurements[key], rtol=1e-6)
+
+
+def test_monitoring_errors():
+    with pytest.raises(ValueError, match=re.escape("snapshot: measure_name must be a non-empty string, got measure_name=''.")):
+        gx.snapshot("", norm)
+    with pytest.raises(TypeError, match=re.escape("snapshot: measure must be a function of the updates, got float 1.0.")):
+        gx.snapshot("n", 1.0)
+    with pytest.raises(ValueError, match=re.escape("monitor: measures must be a non-empty mapping from name (str) to measure, got {}.")):
+        gx.monitor({})
+    with pytest.raises(TypeError, match=re.escape("monitor: measures['x'] must be a function of the updates, got int 3.")):
+        gx.monitor({"x": 3})
+    with pytest.raises(ValueError, match=re.escape("measure_with_ema: decay must be in [0, 1), got decay=1.5.")):
+        gx.measure_with_ema(norm, 1.5)
