@@ -17,6 +17,7 @@ from gradxform.combinators import (
     chain as chain,
     identity as identity,
     named as named,
+    named_chain as named_chain,
     ratio as ratio,
 )
 from gradxform.config import (

@@ -4,6 +4,7 @@
 - `branch`: two compositions see the same input; their outputs are combined elementwise.
   `ratio` (numerator over denominator) is the case Adam needs.
 - `named`: gives a stage a name, which appears in ``describe`` and in hyperparameter paths.
+- `named_chain`: Optax's chain of named stages, its state keyed by those names.
 
 Extra keyword arguments given to ``update`` (``value=loss``, ...) flow through every
 combinator to the stages that accept them.
@@ -11,14 +12,15 @@ combinator to the stages that accept them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import collections
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import EmptyState, GradientTransformation, call_update, check_transformation
+from gradxform.core import EmptyState, GradientTransformation, call_update, check_transformation, is_transformation
 
 
 def _stage_name(tx: Any) -> str:
@@ -154,6 +156,81 @@ def ratio(numerator: GradientTransformation, denominator: GradientTransformation
     return branch(numerator, denominator, combine="divide")
 
 
+def _check_stage_name(owner: str, what: str, name: Any, shown: str) -> None:
+    """Stage names key hyperparameter paths (``head/learning_rate``) and schedule arguments
+    (``learning_rate.peak_value``), so they may not contain ``/`` or ``.``."""
+    if not isinstance(name, str) or not name or "/" in name or "." in name:
+        raise ValueError(f"{owner}: {what} must be a non-empty string without '/' or '.', got {shown}{name!r}.")
+
+
+@transformation()
+def named_chain(*args: tuple[str, GradientTransformation]) -> GradientTransformation:
+    """Applies named transformations in sequence; the state maps each name to its stage's state.
+
+    Optax's ``named_chain``: `chain` with a name for each stage, so that a stage's state is
+    ``state[name]`` and ``gx.hyperparams`` qualifies a hyperparameter that several stages
+    have by the stage's name (``"decay/learning_rate"``). The state is a ``collections.OrderedDict`` in stage order,
+    as Optax's, so checkpoints of either library's state have the same tree.
+
+    Args:
+      *args: ``(name, transformation)`` pairs; names are unique non-empty strings without
+        ``/`` or ``.``, transformations are gradxform's or Optax's.
+
+    Returns:
+      A transformation whose state is an ``OrderedDict`` from name to stage state.
+
+    Raises:
+      TypeError: if an argument is not a ``(name, transformation)`` pair, naming its index.
+      ValueError: if a name is repeated or not a valid name.
+      StageError: at ``update``, if the state lacks a stage's name or a stage fails; the
+        message names the stage.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.named_chain(("clip", gx.clip(1.0)), ("sgd", gx.sgd(0.5)))
+      >>> state = tx.init(jnp.zeros(2))
+      >>> list(state), tx.update(jnp.array([4.0, -0.2]), state)[0].tolist()
+      (['clip', 'sgd'], [-0.5, 0.10000000149011612])
+    """
+    stages: list[tuple[str, GradientTransformation]] = []
+    for i, pair in enumerate(args):
+        if is_transformation(pair) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(
+                f"named_chain: argument {i} must be a (name, transformation) pair, got "
+                f"{type(pair).__name__}: {pair!r}."
+            )
+        name, tx = pair
+        _check_stage_name("named_chain", f"the name of argument {i}", name, "")
+        check_transformation("named_chain", f"the transformation named {name!r}", tx)
+        stages.append((name, tx))
+    names = [name for name, _ in stages]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"named_chain: stage names must be unique, got {repeated} more than once in {names}.")
+
+    def init(params):
+        return collections.OrderedDict((name, tx.init(params)) for name, tx in stages)
+
+    def update(updates, state, params=None, **extra):
+        if not isinstance(state, Mapping) or list(state) != names:
+            got = list(state) if isinstance(state, Mapping) else type(state).__name__
+            raise StageError(
+                f"named_chain has the stages {names} but its state has {got}; was this state made "
+                "by another optimizer's init()?"
+            )
+        new_state = collections.OrderedDict()
+        for name, tx in stages:
+            try:
+                updates, new_state[name] = call_update(tx, updates, state[name], params, extra)
+            except StageError:
+                raise
+            except (ValueError, TypeError) as e:
+                raise StageError(f"named_chain stage {name!r} ({_stage_name(tx)}): {e}") from e
+        return updates, new_state
+
+    return GradientTransformation(init, update)
+
+
 @transformation()
 def named(name: str, inner: GradientTransformation) -> GradientTransformation:
     """Gives a stage a name, shown by ``describe`` and used in hyperparameter paths.
@@ -171,8 +248,7 @@ def named(name: str, inner: GradientTransformation) -> GradientTransformation:
       >>> sorted(gx.hyperparams(tx.init(jnp.zeros(2))))
       ['body/learning_rate', 'head/learning_rate']
     """
-    if not isinstance(name, str) or not name or "/" in name or "." in name:
-        raise ValueError(f"named: name must be a non-empty string without '/' or '.', got name={name!r}.")
+    _check_stage_name("named", "name", name, "name=")
     check_transformation("named", "inner", inner)
 
     def init(params):

@@ -63,10 +63,25 @@ class Spec:
             if is_transformation(value):
                 out.append((key, value))
             elif isinstance(value, (tuple, list)):
-                out.extend((f"{i}", v) for i, v in enumerate(value) if is_transformation(v))
+                for i, v in enumerate(value):
+                    if is_transformation(v):
+                        out.append((f"{i}", v))
+                    elif is_named_pair(v):  # named_chain's (name, transformation) stages
+                        out.append((str(v[0]), v[1]))
             elif isinstance(value, Mapping):
                 out.extend((f"{k}", v) for k, v in value.items() if is_transformation(v))
         return out
+
+
+def is_named_pair(value: Any) -> bool:
+    """Whether ``value`` is a ``(name, transformation)`` pair, a stage of ``named_chain``."""
+    return (
+        isinstance(value, (tuple, list))
+        and not is_transformation(value)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and is_transformation(value[1])
+    )
 
 
 class _InitUpdate(NamedTuple):
@@ -524,6 +539,27 @@ def check_hyperparam(owner: str, name: str, value: Any, allowed: Interval) -> No
         raise ValueError(f"{owner}: {name} must be finite{bound}, got {name}={value!r}.")
     if not allowed.contains(x):
         raise ValueError(f"{owner}: {name} must be {allowed}, got {name}={value!r}.")
+
+
+def check_number(owner: str, name: str, value: Any, allowed: Interval) -> None:
+    """Validates a scalar argument that is a number, never a schedule (``scale_gradient``'s
+    ``scale``, ``incremental_update``'s ``step_size``); tracers pass through.
+
+    Raises:
+      ValueError: naming ``owner``'s argument ``name`` unless ``value`` is a real number or
+        a 0-d array, finite and within ``allowed``.
+    """
+    if is_tracer(value):
+        return
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) or (
+        isinstance(value, (np.ndarray, jax.Array)) and jnp.issubdtype(value.dtype, jnp.number)
+    )
+    if isinstance(value, (bool, np.bool_)) or not numeric or jnp.iscomplexobj(value):
+        what = "a function" if callable(value) else type(value).__name__
+        raise ValueError(f"{owner}: {name} must be a real number, got {what} {name}={value!r}.")
+    if np.ndim(value) != 0:
+        raise ValueError(f"{owner}: {name} must be a scalar, got an array of shape {np.shape(value)}.")
+    check_hyperparam(owner, name, value, allowed)
 
 
 def check_state_dtype(owner: str, name: str, value: Any) -> None:

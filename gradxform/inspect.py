@@ -17,7 +17,7 @@ import numpy as np
 
 from gradxform._factory import REGISTRY, HyperparamsState, _nested
 from gradxform.combinators import BranchState
-from gradxform.core import GradientTransformation, Schedule, Spec, check_transformation, is_transformation
+from gradxform.core import GradientTransformation, Schedule, Spec, check_transformation, is_named_pair, is_transformation
 
 
 def format_value(value: Any) -> str:
@@ -53,7 +53,7 @@ def _other(value: Any) -> str:
 
 def _is_stage_arg(value: Any) -> bool:
     return is_transformation(value) or (
-        isinstance(value, (tuple, list)) and bool(value) and all(is_transformation(v) for v in value)
+        isinstance(value, (tuple, list)) and bool(value) and all(is_transformation(v) or is_named_pair(v) for v in value)
     ) or (isinstance(value, Mapping) and bool(value) and all(is_transformation(v) for v in value.values()))
 
 
@@ -179,6 +179,8 @@ def _child_states(spec: Spec, kids: list[tuple[str, Any]], state: Any) -> list[A
         return [state.left, state.right] if isinstance(state, BranchState) else none
     if spec.name == "named":
         return [state.get(spec.args["name"])] if isinstance(state, Mapping) else none
+    if spec.name == "named_chain":
+        return [state.get(name) for name, _ in kids] if isinstance(state, Mapping) else none
     inner = getattr(state, "inner_state", None)
     if len(kids) == 1 and inner is not None:
         return [inner]

@@ -50,6 +50,10 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "clip_by_block_rms": {"threshold": 0.5},
     "clip_by_global_norm": {"max_norm": 1.0},
     "clip_by_norm": {"max_norm": 1.0},
+    # Conditions and stateless functions are code: a public gx function stands in for one
+    # (all_finite of the step is always true; apply_updates(updates, params) adds them).
+    "conditionally_mask": {"inner": lambda: gx.sgd(0.1), "should_transform_fn": lambda: gx.all_finite},
+    "conditionally_transform": {"inner": lambda: gx.adam(0.1), "should_transform_fn": lambda: gx.all_finite},
     "clip_by_step": {"clip_value_fn": lambda: gx.schedules.linear_schedule(1.0, 0.1, 10)},
     "delay_compensation": {"lamda": 0.1},
     "dynamic_loss_scale": {"inner": lambda: gx.sgd(0.1)},
@@ -62,6 +66,8 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "lbsgd_warmup": {"batch_scale": 4.0},
     "lookahead": {"fast_optimizer": lambda: gx.adam(0.01), "sync_period": 2, "slow_step_size": 0.5},
     "masked": {"inner": lambda: gx.adam(0.1), "mask": lambda: _by_path({"w": True, "*": False})},
+    "measure_with_ema": {"measure": lambda: gx.global_norm, "decay": 0.9},
+    "monitor": {"measures": lambda: {"norm": gx.global_norm, "ema": gx.measure_with_ema(gx.global_norm, 0.5)}},
     "multi_precision": {"inner": lambda: gx.adamw(0.01)},
     "multi_steps": {"opt": lambda: gx.sgd(0.1), "every_k_schedule": 2},
     "multi_transform": {
@@ -86,11 +92,15 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "scale_by_backtracking_linesearch": {"max_backtracking_steps": 5},
     "scale_by_power_decay": {"rate": 0.1, "power": 0.5},
     "scale_by_zoom_linesearch": {"max_linesearch_steps": 5},
+    "snapshot": {"measure_name": "norm", "measure": lambda: gx.global_norm},
+    "stateless": {"f": lambda: gx.apply_updates},
+    "stateless_with_tree_map": {"f": lambda: gx.apply_updates},
     "swa": {"inner": lambda: gx.sgd(0.1)},
     "trace": {"decay": 0.9},
     "yogi_moment": {"decay": 0.9},
 }
 VARIADIC: dict[str, Any] = {
+    "named_chain": lambda: (("clip", gx.clip(1.0)), ("opt", gx.adam(0.1))),
     "chain": lambda: (gx.clip(1.0), gx.adam(gx.schedules.warmup_cosine_decay_schedule(0.0, 0.1, 2, 10)), gx.named("tail", gx.scale(0.5))),
 }
 

@@ -1,6 +1,11 @@
 """Primitives: small transformations that each do one thing to the update stream."""
 
-from gradxform.primitives.clipping import clip as clip, clip_by_global_norm as clip_by_global_norm, global_norm as global_norm
+from gradxform.primitives.clipping import (
+    clip as clip,
+    clip_by_global_norm as clip_by_global_norm,
+    global_norm as global_norm,
+    normalize_by_update_norm as normalize_by_update_norm,
+)
 from gradxform.primitives.elementwise import (
     absolute as absolute,
     add as add,
@@ -11,6 +16,8 @@ from gradxform.primitives.elementwise import (
     scale_by_sign as scale_by_sign,
     sqrt as sqrt,
     square as square,
+    stateless as stateless,
+    stateless_with_tree_map as stateless_with_tree_map,
 )
 from gradxform.primitives.lagged import (
     LaggedRmsState as LaggedRmsState,
@@ -71,6 +78,7 @@ from gradxform.primitives.second_moments import (
 # --- end issue 3 (first half) ---
 # --- issue 3, optimizers Optax lacks ---
 from gradxform.primitives.projections import (
+    keep_params_nonnegative as keep_params_nonnegative,
     project_box as project_box,
     project_hyperplane as project_hyperplane,
     project_l1_ball as project_l1_ball,

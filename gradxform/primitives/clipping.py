@@ -1,4 +1,4 @@
-"""Clipping of updates by value and by global norm."""
+"""Clipping of updates by value and by global norm, and normalization by the global norm."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import NON_NEGATIVE, POSITIVE, EmptyState, GradientTransformation, Updates, abs_sq
+from gradxform.core import NON_NEGATIVE, POSITIVE, REAL, EmptyState, GradientTransformation, Updates, abs_sq
 from gradxform.primitives.elementwise import elementwise
 
 
@@ -70,5 +70,40 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
             updates,
         )
         return out, state
+
+    return GradientTransformation(lambda params: EmptyState(), update)
+
+
+@transformation({"scale_factor": REAL, "eps": NON_NEGATIVE})
+def normalize_by_update_norm(scale_factor: float = 1.0, eps: float = 1e-6) -> GradientTransformation:
+    """Divides all updates by their global L2 norm, then multiplies by ``scale_factor``.
+
+    As Optax's ``normalize_by_update_norm``: the output is
+    ``g / ((||g|| + eps) / scale_factor)``, a step of length about ``|scale_factor|`` in the
+    direction of the updates (normalized gradient descent with ``scale_factor = -lr``).
+    Unlike `clip_by_global_norm` it also lengthens small updates.
+
+    Args:
+      scale_factor: the length of the output (negative for descent); a number or a schedule.
+      eps: added to the norm before dividing, >= 0, so that zero updates stay zero.
+
+    Returns:
+      A stateless transformation (the two numbers are kept as data in the state when it is
+      called directly). Updates keep their dtype.
+
+    References:
+      Hazan, Levy & Shalev-Shwartz, "Beyond Convexity: Stochastic Quasi-Convex
+      Optimization", NeurIPS 2015 (normalized gradient descent). https://arxiv.org/abs/1507.02030
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.normalize_by_update_norm(scale_factor=-1.0, eps=0.0)
+      >>> tx.update(jnp.array([3.0, 4.0]), tx.init(jnp.zeros(2)))[0].tolist()
+      [-0.6000000238418579, -0.800000011920929]
+    """
+
+    def update(updates, state, params=None, **extra):
+        divisor = (global_norm(updates) + jnp.asarray(eps)) / jnp.asarray(scale_factor)
+        return jax.tree.map(lambda g: (g / divisor).astype(g.dtype), updates), state
 
     return GradientTransformation(lambda params: EmptyState(), update)

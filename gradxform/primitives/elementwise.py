@@ -1,18 +1,29 @@
 """Stateless elementwise primitives: scale, learning rate, square, root, shift, sign, abs.
 
-Each keeps no state and maps every leaf of the update tree. The mathematics of the
+Each keeps no state and maps every leaf of the update tree. `stateless` and
+`stateless_with_tree_map` (Optax's names) make such a stage from a user's function. The mathematics of the
 optimizers that use them is documented on the optimizers (see `gradxform.optimizers`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import NON_NEGATIVE, REAL, EmptyState, GradientTransformation, abs_sq
+from gradxform.core import (
+    NON_NEGATIVE,
+    REAL,
+    EmptyState,
+    GradientTransformation,
+    Params,
+    Updates,
+    abs_sq,
+    check_same_tree,
+)
 
 
 def elementwise(fn: Callable[[jax.Array], jax.Array]) -> GradientTransformation:
@@ -35,6 +46,78 @@ def _factor_dtype(g: jax.Array) -> jnp.dtype:
     """The dtype a scale factor takes to multiply ``g``: ``g``'s real dtype, or float32 for
     an integer ``g``, whose dtype would truncate the factor (a learning rate of 0.1 to 0)."""
     return jnp.real(g).dtype if jnp.issubdtype(g.dtype, jnp.inexact) else jnp.dtype(jnp.float32)
+
+
+def _check_function(owner: str, f: Any, expected: str) -> None:
+    if not callable(f) or isinstance(f, type) or hasattr(f, "init") and hasattr(f, "update"):
+        raise TypeError(f"{owner}: f must be a function {expected}, got {type(f).__name__} {f!r}.")
+
+
+@transformation()
+def stateless(f: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
+    """A transformation that keeps no state, made from a function of the updates and parameters.
+
+    Optax's ``stateless``: ``update(updates, state, params)`` returns
+    ``f(updates, params)`` and an empty state. ``f`` sees whole trees; for a function of
+    one array, use `stateless_with_tree_map`.
+
+    Args:
+      f: ``(updates, params) -> updates``; ``params`` is ``None`` when ``update`` is not
+        given them.
+
+    Returns:
+      A transformation with `EmptyState`.
+
+    Raises:
+      TypeError: if ``f`` is not a function (a transformation, a class or a value).
+
+    Example:
+      >>> import gradxform as gx, jax, jax.numpy as jnp
+      >>> tx = gx.stateless(lambda u, p: jax.tree.map(lambda g: -0.1 * g, u))
+      >>> tx.update({"w": jnp.ones(2)}, tx.init(None))[0]["w"].tolist()
+      [-0.10000000149011612, -0.10000000149011612]
+    """
+    _check_function("stateless", f, "(updates, params) -> updates")
+
+    def update(updates, state, params=None, **extra):
+        return f(updates, params), EmptyState()
+
+    return GradientTransformation(lambda params: EmptyState(), update)
+
+
+@transformation()
+def stateless_with_tree_map(f: Callable[[jax.Array, jax.Array | None], jax.Array]) -> GradientTransformation:
+    """A transformation that keeps no state, applying a function to each update and its parameter.
+
+    Optax's ``stateless_with_tree_map``: each leaf of the output is ``f(u, p)`` for the
+    matching update ``u`` and parameter ``p``, or ``f(u, None)`` for every leaf when
+    ``update`` is not given the parameters.
+
+    Args:
+      f: ``(update array, parameter array or None) -> update array``.
+
+    Returns:
+      A transformation with `EmptyState`.
+
+    Raises:
+      TypeError: if ``f`` is not a function.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.stateless_with_tree_map(lambda g, p: g + 0.5 * p)   # L2 penalty
+      >>> p = jnp.array([2.0])
+      >>> tx.update(jnp.array([1.0]), tx.init(p), p)[0].tolist()
+      [2.0]
+    """
+    _check_function("stateless_with_tree_map", f, "(update, param) -> update of one array")
+
+    def update(updates, state, params=None, **extra):
+        if params is None:
+            return jax.tree.map(lambda u: f(u, None), updates), EmptyState()
+        check_same_tree(updates, params, "updates", "params", shapes=False)
+        return jax.tree.map(f, updates, params), EmptyState()
+
+    return GradientTransformation(lambda params: EmptyState(), update)
 
 
 @transformation({"step_size": REAL})

@@ -1,4 +1,4 @@
-"""Euclidean projections onto simple sets, and the stage that makes updates land on a set.
+"""Euclidean projections onto simple sets, and the stages that make updates land on a set.
 
 The projections act on one array at a time (a set is imposed leaf by leaf). `project_params`
 computes ``P(w + u)`` and outputs ``P(w + u) - w`` (see `gradxform.projected` for the
@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import EmptyState, GradientTransformation, check_same_tree
+from gradxform.core import EmptyState, GradientTransformation, check_same_tree, path_str
 from gradxform.primitives.proximal import _needs_params, to_updates
 
 Projection = Callable[..., jax.Array]
@@ -257,6 +257,51 @@ def project_params(
                 mask,
                 extras,
             )
+        return out, state
+
+    return GradientTransformation(lambda params: EmptyState(), update)
+
+
+@transformation()
+def keep_params_nonnegative() -> GradientTransformation:
+    """Changes the updates so that no parameter goes below zero (Optax's ``keep_params_nonnegative``).
+
+    An update ``u`` that would take a parameter ``w`` below zero is replaced by ``-w``, which
+    lands it exactly on zero; every other update passes unchanged. Put it last in a chain,
+    after the learning rate. Parameters are expected to be non-negative already: a negative
+    one is moved to zero by its first update whatever the gradient. To keep parameters in
+    another set, see `project_params`.
+
+    Returns:
+      A stateless transformation; its ``update`` needs ``params``. Updates keep their dtype.
+
+    Raises:
+      ValueError: at ``update``, if ``params`` is not given, its tree differs from the
+        updates', or a parameter is complex (naming it).
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.keep_params_nonnegative()
+      >>> p = jnp.array([1.0, 1.0])
+      >>> tx.update(jnp.array([-3.0, 0.5]), tx.init(p), p)[0].tolist()
+      [-1.0, 0.5]
+    """
+
+    def update(updates, state, params=None, **extra):
+        _needs_params("keep_params_nonnegative", params)
+        check_same_tree(updates, params, "updates", "parameters", allow_none=True)
+
+        def one(path, w, u):
+            if w is None or u is None:
+                return u
+            if jnp.iscomplexobj(w) or jnp.iscomplexobj(u):
+                raise ValueError(
+                    f"keep_params_nonnegative: parameter '{path_str(path)}' is complex ({jnp.result_type(w, u)}); "
+                    "only real parameters can be kept non-negative. Exclude it with gx.masked."
+                )
+            return jnp.where(w + u < 0, -w, u).astype(u.dtype)
+
+        out = jax.tree_util.tree_map_with_path(one, params, updates, is_leaf=lambda x: x is None)
         return out, state
 
     return GradientTransformation(lambda params: EmptyState(), update)

@@ -15,8 +15,10 @@ from gradxform.wrappers.averaging import (
     PeriodicAverageState as PeriodicAverageState,
     averaged_params as averaged_params,
     ema_params as ema_params,
+    incremental_update as incremental_update,
     lookahead as lookahead,
     periodic_average as periodic_average,
+    periodic_update as periodic_update,
     swa as swa,
 )
 from gradxform.wrappers.clipping import (
@@ -28,9 +30,13 @@ from gradxform.wrappers.clipping import (
 )
 from gradxform.wrappers.finite import (
     ApplyIfFiniteState as ApplyIfFiniteState,
+    ConditionallyMaskState as ConditionallyMaskState,
+    ConditionallyTransformState as ConditionallyTransformState,
     ZeroNansState as ZeroNansState,
     all_finite as all_finite,
     apply_if_finite as apply_if_finite,
+    conditionally_mask as conditionally_mask,
+    conditionally_transform as conditionally_transform,
     skip_large_updates as skip_large_updates,
     skip_not_finite as skip_not_finite,
     zero_nans as zero_nans,
@@ -57,7 +63,15 @@ from gradxform.wrappers.loss_scale import (
     DynamicLossScaleState as DynamicLossScaleState,
     dynamic_loss_scale as dynamic_loss_scale,
     loss_scale as loss_scale,
+    scale_gradient as scale_gradient,
     scale_loss as scale_loss,
+)
+from gradxform.wrappers.monitoring import (
+    MonitorState as MonitorState,
+    SnapshotState as SnapshotState,
+    measure_with_ema as measure_with_ema,
+    monitor as monitor,
+    snapshot as snapshot,
 )
 from gradxform.wrappers.noise import AddNoiseState as AddNoiseState, add_noise as add_noise, centralize as centralize
 from gradxform.wrappers.paths import by_path as by_path, param_paths as param_paths

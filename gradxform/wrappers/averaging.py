@@ -4,6 +4,8 @@
 in the state (one extra copy of the parameters); `averaged_params` returns it for
 evaluation. `lookahead` (Optax's semantics) keeps slow weights in the parameters.
 `periodic_average` averages the parameters across devices every few steps (local SGD).
+`incremental_update` and `periodic_update` are Optax's tree utilities for a slow copy of the
+parameters kept outside the optimizer (a reinforcement-learning target network).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradxform._factory import transformation
 from gradxform.core import (
@@ -25,8 +28,12 @@ from gradxform.core import (
     call_update,
     check_hyperparam,
     check_positive_int,
+    check_number,
+    check_same_tree,
+    is_tracer,
     new_count,
     safe_increment,
+    tree_paths,
 )
 
 
@@ -166,6 +173,122 @@ def swa(
         return out, AveragedParamsState(count, n, average, inner_state)
 
     return GradientTransformation(init, update)
+
+
+def _check_tensor_trees(owner: str, new_tensors: Params, old_tensors: Params) -> None:
+    """Raises ``ValueError`` naming ``owner`` unless the two trees match in structure and shapes."""
+    is_none = lambda x: x is None  # noqa: E731
+    if jax.tree.structure(new_tensors, is_leaf=is_none) != jax.tree.structure(old_tensors, is_leaf=is_none):
+        only_new = sorted(set(tree_paths(new_tensors, is_none)) - set(tree_paths(old_tensors, is_none)))
+        only_old = sorted(set(tree_paths(old_tensors, is_none)) - set(tree_paths(new_tensors, is_none)))
+        raise ValueError(
+            f"{owner}: new_tensors and old_tensors must have the same tree structure; paths only in "
+            f"new_tensors: {only_new[:10]}, only in old_tensors: {only_old[:10]} "
+            f"(structures {jax.tree.structure(new_tensors)} and {jax.tree.structure(old_tensors)})."
+        )
+    try:
+        check_same_tree(new_tensors, old_tensors, "new_tensors", "old_tensors", allow_none=True)
+    except ValueError as e:
+        raise ValueError(f"{owner}: {e}") from None
+
+
+def incremental_update(new_tensors: Params, old_tensors: Params, step_size: Any) -> Params:
+    """Polyak averaging of a tree: ``step_size * new + (1 - step_size) * old``, leaf by leaf.
+
+    Optax's ``incremental_update``, the soft update of a target network (``step_size`` is
+    the tau of DDPG and SAC). Each leaf comes back in the dtype of ``old_tensors``' leaf,
+    so a float32 ``step_size`` does not promote a bfloat16 target network.
+
+    Args:
+      new_tensors: the latest values (the online network's parameters).
+      old_tensors: the moving average so far (the target network's), with the same tree
+        structure and shapes as ``new_tensors``.
+      step_size: the weight of the new values, in [0, 1]; a number or a scalar array
+        (traced values are not checked).
+
+    Returns:
+      The updated average. A ``None`` leaf of ``new_tensors`` stays ``None``.
+
+    Raises:
+      ValueError: if the two trees differ in structure or shapes, or ``step_size`` is not a
+        number in [0, 1].
+
+    References:
+      Polyak & Juditsky, "Acceleration of Stochastic Approximation by Averaging", SIAM J.
+      Control Optim. 1992. https://doi.org/10.1137/0330046
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.incremental_update({"w": jnp.ones(2)}, {"w": jnp.zeros(2)}, 0.25)["w"].tolist()
+      [0.25, 0.25]
+    """
+    check_number("incremental_update", "step_size", step_size, UNIT_CLOSED)
+    _check_tensor_trees("incremental_update", new_tensors, old_tensors)
+
+    def average(new: Any, old: Any) -> Any:
+        if new is None:
+            return None
+        mixed = step_size * new + (1.0 - step_size) * old
+        return jnp.asarray(mixed).astype(jnp.asarray(old).dtype)
+
+    return jax.tree.map(average, new_tensors, old_tensors, is_leaf=lambda x: x is None)
+
+
+def _check_step_arg(owner: str, name: str, value: Any, minimum: int) -> None:
+    """An integer (Python, NumPy or a 0-d integer array) >= ``minimum``; tracers pass."""
+    if is_tracer(value):
+        return
+    if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0 and np.issubdtype(value.dtype, np.integer):
+        value = int(value)
+    check_positive_int(owner, name, value, minimum=minimum)
+
+
+def periodic_update(new_tensors: Params, old_tensors: Params, steps: Any, update_period: Any) -> Params:
+    """``new_tensors`` every ``update_period`` steps, else ``old_tensors`` (Optax's ``periodic_update``).
+
+    The hard update of a target network (DQN) or of a slow copy of the parameters (BYOL):
+    it returns the new values when ``steps`` is a multiple of ``update_period`` (step 0
+    included), and the old ones otherwise. The choice is made by ``jax.lax.cond``, so
+    ``steps`` may be traced. Each leaf keeps the dtype of ``old_tensors``' leaf, as both
+    branches of the condition must have one type.
+
+    Args:
+      new_tensors: the latest values (the online network's parameters).
+      old_tensors: the slow copy, with the same tree structure and shapes.
+      steps: how many updates the online network has had (an integer >= 0, or a traced
+        integer scalar).
+      update_period: copy every this many steps (an integer >= 1, or a traced integer
+        scalar).
+
+    Returns:
+      ``new_tensors`` or ``old_tensors``.
+
+    Raises:
+      ValueError: if the two trees differ in structure or shapes, ``steps`` is not an
+        integer >= 0, or ``update_period`` is not an integer >= 1.
+
+    References:
+      Mnih et al., "Human-level control through deep reinforcement learning", Nature 2015.
+      https://doi.org/10.1038/nature14236
+
+      Grill et al., "Bootstrap Your Own Latent", 2020. https://arxiv.org/abs/2006.07733
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> new, old = jnp.ones(1), jnp.zeros(1)
+      >>> gx.periodic_update(new, old, 4, 2).tolist(), gx.periodic_update(new, old, 5, 2).tolist()
+      ([1.0], [0.0])
+    """
+    _check_step_arg("periodic_update", "steps", steps, 0)
+    _check_step_arg("periodic_update", "update_period", update_period, 1)
+    _check_tensor_trees("periodic_update", new_tensors, old_tensors)
+    new_tensors = jax.tree.map(
+        lambda n, o: None if n is None else jnp.asarray(n).astype(jnp.asarray(o).dtype),
+        new_tensors,
+        old_tensors,
+        is_leaf=lambda x: x is None,
+    )
+    return jax.lax.cond(jnp.mod(steps, update_period) == 0, lambda: new_tensors, lambda: old_tensors)
 
 
 def averaged_params(state: Any, params: Params | None = None) -> Params:

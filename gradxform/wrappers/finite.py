@@ -1,4 +1,6 @@
-"""Safe steps: skip a step whose gradients are not finite (or too large), zero out NaNs.
+"""Steps taken or skipped by a condition: skip a step whose gradients are not finite (or
+too large), zero out NaNs, or run a transformation only at the steps a function of the step
+count chooses (Optax's ``conditionally_transform`` and ``conditionally_mask``).
 
 A skipped step returns updates of negative zero, the one value whose addition leaves every
 float bit-for-bit unchanged (``-0.0 + x == x`` for ``x = +0.0`` too), and leaves the
@@ -7,6 +9,7 @@ inner state untouched, so parameters and optimizer state are exactly as before t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -20,8 +23,10 @@ from gradxform.core import (
     Updates,
     abs_sq,
     call_update,
+    cast_like,
     check_positive_int,
     check_transformation,
+    new_count,
     safe_increment,
 )
 
@@ -239,5 +244,163 @@ def zero_nans() -> GradientTransformation:
         found = jax.tree.map(lambda g: jnp.any(jnp.isnan(g)), updates)
         out = jax.tree.map(lambda g: jnp.where(jnp.isnan(g), jnp.zeros_like(g), g), updates)
         return out, ZeroNansState(found)
+
+    return GradientTransformation(init, update)
+
+
+ConditionFn = Callable[..., Any]
+
+
+class ConditionallyTransformState(NamedTuple):
+    """State of `conditionally_transform` (fields in Optax's order).
+
+    Attributes:
+      inner_state: the inner transformation's state (unchanged by a step it skipped).
+      step: int32 scalar, calls of ``update`` so far (saturating).
+    """
+
+    inner_state: Any
+    step: jax.Array
+
+
+class ConditionallyMaskState(NamedTuple):
+    """State of `conditionally_mask` (fields in Optax's order).
+
+    Attributes:
+      step: int32 scalar, calls of ``update`` so far (saturating).
+      inner_state: the inner transformation's state (unchanged by a step it masked).
+    """
+
+    step: jax.Array
+    inner_state: Any
+
+
+def _check_condition(owner: str, should_transform_fn: Any) -> None:
+    if not callable(should_transform_fn) or isinstance(should_transform_fn, type):
+        raise TypeError(
+            f"{owner}: should_transform_fn must be a function of the step count returning a boolean "
+            f"scalar, such as lambda step: step % 4 == 0, got {type(should_transform_fn).__name__} "
+            f"{should_transform_fn!r}."
+        )
+
+
+def _condition(owner: str, should_transform_fn: ConditionFn, step: jax.Array, extra: dict, forward: bool) -> jax.Array:
+    """``should_transform_fn(step, **extra)`` (``extra`` only when forwarded), checked to be a
+    boolean scalar: ``jax.lax.cond``'s own error would not say which function was at fault."""
+    result = jnp.asarray(should_transform_fn(step, **(extra if forward else {})))
+    if result.shape != () or not (result.dtype == jnp.bool_ or jnp.issubdtype(result.dtype, jnp.integer)):
+        raise ValueError(
+            f"{owner}: should_transform_fn must return a boolean scalar, got an array of dtype "
+            f"{result.dtype} and shape {result.shape}."
+        )
+    return result.astype(jnp.bool_)
+
+
+@transformation()
+def conditionally_transform(
+    inner: GradientTransformation, should_transform_fn: ConditionFn, forward_extra_args: bool = False
+) -> GradientTransformation:
+    """Runs ``inner`` only at the steps ``should_transform_fn`` chooses; passes updates through otherwise.
+
+    Optax's ``conditionally_transform``. ``should_transform_fn(step)`` is called with the
+    number of previous ``update`` calls (an int32 scalar, possibly traced) and returns a
+    boolean scalar. When it is false the updates come out unchanged and ``inner``'s state
+    is left as it was; ``jax.lax.cond`` chooses, so the condition may depend on traced
+    values. To output zeros instead, use `conditionally_mask`.
+
+    Args:
+      inner: the transformation to run at the chosen steps.
+      should_transform_fn: ``(step, **extra) -> bool scalar``.
+      forward_extra_args: also give ``should_transform_fn`` the extra keyword arguments of
+        ``update`` (``value=loss``, ...); ``inner`` always gets those it accepts.
+
+    Returns:
+      A transformation with `ConditionallyTransformState`.
+
+    Raises:
+      TypeError: if ``inner`` is not a transformation or ``should_transform_fn`` is not
+        callable.
+      ValueError: if ``forward_extra_args`` is not a bool, or at ``update`` if
+        ``should_transform_fn`` does not return a boolean scalar.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.conditionally_transform(gx.scale(10.0), lambda step: step % 2 == 0)
+      >>> state, outs = tx.init(jnp.zeros(1)), []
+      >>> for _ in range(3):
+      ...     u, state = tx.update(jnp.ones(1), state)
+      ...     outs.append(float(u[0]))
+      >>> outs
+      [10.0, 1.0, 10.0]
+    """
+    check_transformation("conditionally_transform", "inner", inner)
+    _check_condition("conditionally_transform", should_transform_fn)
+
+    def init(params):
+        return ConditionallyTransformState(inner.init(params), new_count())
+
+    def update(updates, state, params=None, **extra):
+        go = _condition("conditionally_transform", should_transform_fn, state.step, extra, forward_extra_args)
+
+        def run(u, s):
+            return call_update(inner, u, s, params, extra)
+
+        shapes, _ = jax.eval_shape(run, updates, state.inner_state)
+        # The skipping branch must have the running one's types: an inner stage that returns
+        # another dtype gets the unchanged updates in that dtype.
+        out, inner_state = jax.lax.cond(
+            go, run, lambda u, s: (cast_like(u, shapes), s), updates, state.inner_state
+        )
+        return out, ConditionallyTransformState(inner_state, safe_increment(state.step))
+
+    return GradientTransformation(init, update)
+
+
+@transformation()
+def conditionally_mask(
+    inner: GradientTransformation, should_transform_fn: ConditionFn, forward_extra_args: bool = False
+) -> GradientTransformation:
+    """Runs ``inner`` only at the steps ``should_transform_fn`` chooses; outputs zero updates otherwise.
+
+    Optax's ``conditionally_mask``: as `conditionally_transform`, except that a step the
+    condition rejects outputs zeros (negative zeros, which leave every parameter
+    bit-for-bit unchanged, as `apply_if_finite`'s skipped steps), and ``inner``'s state is
+    left as it was.
+
+    Args:
+      inner: the transformation to run at the chosen steps.
+      should_transform_fn: ``(step, **extra) -> bool scalar``, ``step`` being the number
+        of previous ``update`` calls (int32).
+      forward_extra_args: also give ``should_transform_fn`` the extra keyword arguments of
+        ``update``.
+
+    Returns:
+      A transformation with `ConditionallyMaskState`.
+
+    Raises:
+      TypeError: if ``inner`` is not a transformation or ``should_transform_fn`` is not
+        callable.
+      ValueError: if ``forward_extra_args`` is not a bool, or at ``update`` if
+        ``should_transform_fn`` does not return a boolean scalar.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.conditionally_mask(gx.sgd(1.0), lambda step: step >= 1)
+      >>> state = tx.init(jnp.zeros(1))
+      >>> u0, state = tx.update(jnp.ones(1), state)
+      >>> u1, state = tx.update(jnp.ones(1), state)
+      >>> u0.tolist(), u1.tolist()
+      ([-0.0], [-1.0])
+    """
+    check_transformation("conditionally_mask", "inner", inner)
+    _check_condition("conditionally_mask", should_transform_fn)
+
+    def init(params):
+        return ConditionallyMaskState(new_count(), inner.init(params))
+
+    def update(updates, state, params=None, **extra):
+        go = _condition("conditionally_mask", should_transform_fn, state.step, extra, forward_extra_args)
+        out, inner_state = cond_update(go, inner, updates, state.inner_state, params, extra)
+        return out, ConditionallyMaskState(safe_increment(state.step), inner_state)
 
     return GradientTransformation(init, update)

@@ -11,6 +11,8 @@ The wrapper divides the gradients by the scale before the inner optimizer sees t
 whose scaled gradients overflowed is skipped (parameters and inner state bit-for-bit
 unchanged) and the scale is halved; after ``dynamic_growth_steps`` consecutive good steps
 the scale is doubled.
+
+`scale_gradient` scales the gradient flowing back through one part of a model instead.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from gradxform.core import (
     find_states,
     COUNT_DTYPE,
     POSITIVE,
+    REAL,
     GradientTransformation,
     cast_like,
     check_hyperparam,
+    check_number,
     check_positive_int,
+    is_tracer,
     safe_increment,
 )
 from gradxform.wrappers.finite import all_finite, cond_update
@@ -171,3 +176,55 @@ def scale_loss(loss: jax.Array, state: Any) -> jax.Array:
     loss = jnp.asarray(loss)
     dtype = _compute_dtype(loss.dtype)
     return loss.astype(dtype) * loss_scale(state).astype(dtype)
+
+
+@jax.custom_vjp
+def _scaled_backward(inputs: Any, scale: jax.Array) -> Any:
+    return inputs
+
+
+def _scaled_backward_fwd(inputs: Any, scale: jax.Array) -> tuple[Any, jax.Array]:
+    return inputs, scale
+
+
+def _scaled_backward_bwd(scale: jax.Array, cotangents: Any) -> tuple[Any, jax.Array]:
+    # The scale gets no gradient: it is a constant of the model, as in Optax.
+    scaled = jax.tree.map(lambda g: (g * scale).astype(g.dtype), cotangents)
+    return scaled, jnp.zeros_like(scale)
+
+
+_scaled_backward.defvjp(_scaled_backward_fwd, _scaled_backward_bwd)
+
+
+def scale_gradient(inputs: Any, scale: Any) -> Any:
+    """Returns ``inputs`` unchanged, but multiplies the gradient flowing back through them by ``scale``.
+
+    Optax's ``scale_gradient``: the identity on the forward pass whose backward pass scales
+    the cotangents, for slowing one part of a model (a shared torso in reinforcement
+    learning, a discriminator's features) without a separate optimizer. ``scale = 0`` is
+    ``jax.lax.stop_gradient`` and ``scale = 1`` returns ``inputs`` itself. The scaled
+    gradients keep their dtype.
+
+    Args:
+      inputs: an array or a pytree of arrays.
+      scale: the factor for the gradient, a finite real number or scalar array (a traced
+        one is not checked).
+
+    Returns:
+      ``inputs``, with their backward pass scaled.
+
+    Raises:
+      ValueError: if ``scale`` is not a finite real scalar (naming it).
+
+    Example:
+      >>> import gradxform as gx, jax, jax.numpy as jnp
+      >>> jax.grad(lambda x: jnp.sum(gx.scale_gradient(x, 0.5) ** 2))(jnp.array([1.0, 2.0])).tolist()
+      [1.0, 2.0]
+    """
+    check_number("scale_gradient", "scale", scale, REAL)
+    if not is_tracer(scale):
+        if float(scale) == 1.0:
+            return inputs
+        if float(scale) == 0.0:
+            return jax.lax.stop_gradient(inputs)
+    return _scaled_backward(inputs, jnp.asarray(scale))
