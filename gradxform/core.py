@@ -326,14 +326,15 @@ def find_states(state: Any, cls: type | tuple[type, ...]) -> list[Any]:
 
 
 def tree_zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
-    """Zeros shaped like each leaf, in ``dtype`` (default: the leaf's), keeping shardings.
+    """Zeros shaped like each leaf, in ``dtype`` (default: `state_dtype`'s, the leaf's own
+    for a floating-point leaf and float32 for an integer or boolean one), keeping shardings.
 
     Works on abstract values (``jax.eval_shape``) and keeps each concrete array's sharding,
     so a sharded model never gathers its optimizer state onto one device. It also keeps
     each array's commitment to its devices: a state whose leaves mixed committed and
     uncommitted arrays would make a jitted step compile twice.
     """
-    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype if dtype is not None else None), tree)
+    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=state_dtype(dtype, x)), tree)
 
 
 def tree_full_like(tree: PyTree, value: float, dtype: Any = None) -> PyTree:
@@ -355,8 +356,17 @@ def tree_map_unzip(fn: Callable[..., tuple[Any, ...]], tree: PyTree, *rest: PyTr
 
 
 def state_dtype(dtype: Any, like: jax.Array) -> Any:
-    """The dtype a state leaf is kept in: ``dtype`` if given, else the parameter's."""
-    return jnp.dtype(dtype) if dtype is not None else jnp.asarray(like).dtype if not hasattr(like, "dtype") else like.dtype
+    """The dtype a state leaf is kept in: ``dtype`` if given, else the parameter's, except
+    that the state of an integer or boolean parameter is float32.
+
+    A momentum or a second moment kept in an integer dtype would be truncated every step
+    (Adam's would even give NaN updates). Optax starts such state as integers and it turns
+    float32 after the first step, changing the state's structure; float32 from the start
+    gives the same numbers with one structure."""
+    if dtype is not None:
+        return jnp.dtype(dtype)
+    own = like.dtype if hasattr(like, "dtype") else jnp.asarray(like).dtype
+    return own if jnp.issubdtype(own, jnp.inexact) else jnp.dtype(jnp.float32)
 
 
 def as_arrays(tree: PyTree) -> PyTree:

@@ -1,5 +1,5 @@
-"""Integer leaves: Optax's numbers where they are well defined, a clear error where an
-update would be truncated to an integer."""
+"""Integer leaves: Optax's numbers where they are well defined, float32 state for integer
+parameters, a clear error where an update would be truncated to an integer."""
 
 import jax
 import jax.numpy as jnp
@@ -77,20 +77,30 @@ def test_integer_leaves_kept_out_of_the_optimizer_pass(make, want):
     assert updates["n"].tolist() == want
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="state shaped like an integer parameter is kept in its dtype: the momentum buffer "
-    "is truncated from the second step on, Adam's moments give NaN updates that cast to 0 "
-    "(Optax's state becomes float32)",
-)
 @pytest.mark.parametrize(
-    "make", [lambda m: m.sgd(0.1, momentum=0.9), lambda m: m.adam(0.1)], ids=["sgd-momentum", "adam"]
+    "make",
+    [lambda m: m.sgd(0.1, momentum=0.9), lambda m: m.adam(0.1), lambda m: m.rmsprop(0.1), lambda m: m.lion(0.1)],
+    ids=["sgd-momentum", "adam", "rmsprop", "lion"],
 )
-def test_stateful_optimizer_on_an_integer_parameter_matches_optax_over_steps(make):
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_stateful_optimizer_on_an_integer_parameter_steps_as_on_its_float_copy(make, jit):
+    """State shaped like an integer parameter is float32. Kept in the parameter's dtype,
+    the momentum was truncated every step and Adam's moments gave NaN updates that cast to
+    0. (Optax keeps Adam's second moment in int32, truncated to 0, and its momentum turns
+    float32 after the first step, so its numbers are not the reference here: the reference
+    is Optax on a float32 copy of the parameters.)"""
     params = _params()
+    floats = {"w": params["w"], "n": params["n"].astype(jnp.float32)}
     got_tx, want_tx = make(gx), make(optax)
-    got_s, want_s = got_tx.init(params), want_tx.init(params)
-    for _ in range(2):
-        got_u, got_s = got_tx.update(FLOAT_GRADS, got_s, params)
-        want_u, want_s = want_tx.update(FLOAT_GRADS, want_s, params)
-    np.testing.assert_allclose(got_u["n"], want_u["n"], rtol=1e-6)
+    got_s, want_s = got_tx.init(params), want_tx.init(floats)
+    shaped_like_n = [x for x in jax.tree.leaves(got_s) if getattr(x, "shape", None) == (3,)]
+    assert shaped_like_n and all(x.dtype == jnp.float32 for x in shaped_like_n)
+    update = jax.jit(got_tx.update) if jit else got_tx.update
+    for _ in range(4):
+        got_u, got_s = update(FLOAT_GRADS, got_s, params)
+        want_u, want_s = want_tx.update(FLOAT_GRADS, want_s, floats)
+        np.testing.assert_allclose(got_u["n"], want_u["n"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(got_u["w"], want_u["w"], rtol=1e-5, atol=1e-7)
+    # and the structure does not change from step to step (no retracing in a jitted loop)
+    assert jax.tree.structure(got_s) == jax.tree.structure(got_tx.init(params))
+    assert [x.dtype for x in jax.tree.leaves(got_s)] == [x.dtype for x in jax.tree.leaves(got_tx.init(params))]
