@@ -229,6 +229,7 @@ def _inject(
         values = current_values(state.count, state.hyperparams, state.schedule_args)
         inner = build({**arguments, **values})
         updates = as_arrays(updates)
+        _check_float0(public_name, updates)
         new_updates, inner_state = _call_checked(public_name, inner, eager, updates, state.inner_state, params, extra)
         _check_integer_gradients(public_name, updates, new_updates)
         new_updates = cast_like(new_updates, updates)
@@ -307,6 +308,24 @@ def _check_integer_gradients(public_name: str, updates: Any, new_updates: Any) -
             )
 
     jax.tree_util.tree_map_with_path(check, updates, new_updates, is_leaf=lambda x: x is None)
+
+
+def _check_float0(public_name: str, updates: Any) -> None:
+    """Raises ``ValueError`` naming the first gradient of dtype ``float0``, the "no gradient"
+    that ``jax.grad(..., allow_int=True)`` returns for an integer input, on which no
+    arithmetic is defined (JAX's own error would come from deep inside the step)."""
+
+    def check(path: Any, u: Any) -> None:
+        if u is not None and getattr(u, "dtype", None) == jax.dtypes.float0:
+            raise ValueError(
+                f"{public_name}: the gradient at {path_str(path)} has dtype float0, the empty gradient "
+                "jax.grad(..., allow_int=True) gives an integer input; no update can be computed from "
+                "it. Leave integer leaves out of the differentiated parameters, or replace their "
+                "gradients with zeros (jnp.zeros(shape, jnp.float32)) and keep them out of the "
+                "optimizer with gx.masked."
+            )
+
+    jax.tree_util.tree_map_with_path(check, updates, is_leaf=lambda x: x is None)
 
 
 def _call_checked(

@@ -104,3 +104,16 @@ def test_stateful_optimizer_on_an_integer_parameter_steps_as_on_its_float_copy(m
     # and the structure does not change from step to step (no retracing in a jitted loop)
     assert jax.tree.structure(got_s) == jax.tree.structure(got_tx.init(params))
     assert [x.dtype for x in jax.tree.leaves(got_s)] == [x.dtype for x in jax.tree.leaves(got_tx.init(params))]
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_float0_gradients_are_a_clear_error_naming_the_leaf(jit):
+    """jax.grad(..., allow_int=True) gives integer inputs a float0 gradient, on which no
+    arithmetic is defined: the step names the leaf instead of failing deep inside."""
+    params = _params()
+    grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2), allow_int=True)(params)
+    assert grads["n"].dtype == jax.dtypes.float0
+    tx = gx.adam(0.1)
+    update = jax.jit(tx.update) if jit else tx.update
+    with pytest.raises(ValueError, match=r"^adam: the gradient at n has dtype float0"):
+        update(grads, tx.init(params), params)
