@@ -201,7 +201,7 @@ def named_chain(*args: tuple[str, GradientTransformation]) -> GradientTransforma
             )
         name, tx = pair
         _check_stage_name("named_chain", f"the name of argument {i}", name, "")
-        check_transformation("named_chain", f"the transformation named {name!r}", tx)
+        check_transformation("named_chain", f"the transformation named {name!r}", tx, f"gx.named_chain(({name!r}, {{arg}}))")
         stages.append((name, tx))
     names = [name for name, _ in stages]
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -143,17 +143,21 @@ def is_transformation(value: Any) -> bool:
 _EXTRA_OK: "weakref.WeakKeyDictionary[Callable[..., Any], bool]" = weakref.WeakKeyDictionary()
 
 
-def check_transformation(owner: str, what: str, value: Any) -> None:
+def check_transformation(owner: str, what: str, value: Any, call: str = "gx.{owner}({arg})") -> None:
     """Raises ``TypeError`` unless ``value`` is a gradient transformation, naming ``owner``'s
     argument ``what`` and, for the two usual slips, the fix: a factory not yet called (such
     as ``gx.adam``), and an object that only makes one (``MultiSteps``:
-    ``.gradient_transformation()``)."""
+    ``.gradient_transformation()``).
+
+    ``call`` shows how ``owner`` takes the argument in the first hint, ``{arg}`` standing
+    for it (``named_chain`` takes ``(name, transformation)`` pairs)."""
     if is_transformation(value):
         return
     if callable(value) and hasattr(value, "__gradxform_hyperparams__"):
+        example = call.format(owner=owner, arg=f"gx.{value.__name__}(...)")
         raise TypeError(
             f"{owner}: {what} is the factory gx.{value.__name__} itself, not a transformation; "
-            f"call it first, as in gx.{owner}(gx.{value.__name__}(...))."
+            f"call it first, as in {example}."
         )
     hint = ""
     if callable(getattr(value, "gradient_transformation", None)):

@@ -81,6 +81,9 @@ def stages(tx: GradientTransformation, state: Any) -> list[tuple[str, GradientTr
         if spec.name == "chain":
             states = _child_states(spec, kids, node_state)
             return [(f"{i}: {_name(c)}", c, s) for i, ((_, c), s) in enumerate(zip(kids, states))]
+        if spec.name == "named_chain":
+            states = _child_states(spec, kids, node_state)
+            return [(f"{i}: {label}", c, s) for i, ((label, c), s) in enumerate(zip(kids, states))]
         if _is_injected(spec, node_state):
             body = _rebuild(spec, _next_values(spec, node_state))
             if body is None:

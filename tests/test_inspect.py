@@ -126,6 +126,23 @@ def test_trace_stages_are_the_top_level_chain_and_match_their_own_updates():
     np.testing.assert_allclose(run.stage_norms["1: scale_by_learning_rate"], 0.05 * np.array(expected), rtol=1e-5)
 
 
+def test_trace_stages_of_a_named_chain_are_its_named_stages():
+    tx = gx.named_chain(("clip", gx.clip_by_global_norm(0.5)), ("opt", gx.sgd(0.05)))
+    run = gx.trace_optimizer(tx, quadratic, PARAMS, 3)
+    assert list(run.stage_norms) == ["0: clip", "1: opt"]
+    params, expected = PARAMS, []
+    state = tx.init(PARAMS)
+    for _ in range(3):
+        grads = jax.grad(quadratic)(params)
+        clip = gx.clip_by_global_norm(0.5)
+        clipped = clip.update(grads, clip.init(params))[0]
+        expected.append(optax.tree.norm(clipped))
+        updates, state = tx.update(grads, state)
+        params = gx.apply_updates(params, updates)
+    np.testing.assert_allclose(run.stage_norms["0: clip"], expected, rtol=1e-5)
+    np.testing.assert_allclose(run.stage_norms["1: opt"], 0.05 * np.array(expected), rtol=1e-5)
+
+
 def test_stages_replay_the_next_update_after_hyperparameters_change():
     tx = gx.adam(gx.schedules.exponential_decay(0.1, 1, 0.5))
     state = tx.init(PARAMS)

@@ -428,3 +428,8 @@ def test_monitoring_errors():
         gx.monitor({"x": 3})
     with pytest.raises(ValueError, match=re.escape("measure_with_ema: decay must be in [0, 1), got decay=1.5.")):
         gx.measure_with_ema(norm, 1.5)
+
+
+def test_named_chain_names_an_uncalled_factory_with_the_pair_form():
+    with pytest.raises(TypeError, match=re.escape("call it first, as in gx.named_chain(('opt', gx.sgd(...)))")):
+        gx.named_chain(("opt", gx.sgd))
