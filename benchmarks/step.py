@@ -9,7 +9,7 @@ arguments, alternating the two step by step in one process, and prints the media
 per-round ratios with a 95% bootstrap interval. A second, separately compiled copy of Optax's
 step runs in the same rounds: its ratio to Optax (the A/A column) is what the run measures
 between two identical steps, its noise. A row is "faster" when its whole interval lies below
-1, "parity" when the interval contains 1, and "slower" when it lies above 1.
+both 1 and the A/A interval, "slower" when it lies above both, and "parity" otherwise.
 Optimizers that need the objective (Polyak's step size, L-BFGS's line
 search) get a fixed quadratic's value, and its function, inside the step. Rows in ``SLOW``
 are timed only when their optimizer is named in ``--optimizers``.
@@ -99,6 +99,7 @@ class Result(NamedTuple):
     ratio: float  # median over rounds of gradxform's step time over Optax's
     interval: tuple[float, float]  # its 95% bootstrap interval
     aa: float  # the same ratio for a second copy of Optax's step over Optax's
+    aa_interval: tuple[float, float]  # its 95% bootstrap interval
 
 
 def compare(params: Any, row: Row, steps: int, budget_s: float) -> Result:
@@ -122,7 +123,7 @@ def compare(params: Any, row: Row, steps: int, budget_s: float) -> Result:
     timing.interleave(cands, steps, budget_s=budget_s)
     o, again, g = cands
     return Result(1e3 * g.median_s, 1e3 * o.median_s, timing.paired_ratio(g, o), timing.ratio_interval(g, o),
-                  timing.paired_ratio(again, o))
+                  timing.paired_ratio(again, o), timing.ratio_interval(again, o))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
                 skipped.append(f"{shape:<16}{opt:<29}skipped: {SLOW[opt, shape_name]}")
                 continue
             r = compare(params, OPTIMIZERS[opt], args.steps, args.budget)
-            v = timing.verdict(r.interval)
+            v = timing.verdict(r.interval, r.aa_interval)
             verdicts[v].append(f"{opt} ({shape})")
             lo, hi = r.interval
             print(f"{shape:<16}{opt:<29}{r.gx_ms:>13.2f}{r.optax_ms:>10.2f}{r.ratio:>7.3f}{f'{lo:.3f}-{hi:.3f}':>15}{r.aa:>7.3f}  {v}",

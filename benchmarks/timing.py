@@ -250,8 +250,16 @@ def ratio_interval(a: Candidate, b: Candidate, level: float = 0.95, resamples: i
     return medians[int(tail * (resamples - 1))], medians[int((1.0 - tail) * (resamples - 1))]
 
 
-def verdict(interval: tuple[float, float]) -> str:
+def verdict(interval: tuple[float, float], control: tuple[float, float] | None = None) -> str:
     """``"faster"`` when the whole interval of a ratio lies below 1, ``"slower"`` when it lies
-    above 1, and ``"parity"`` when it contains 1 (no difference the run can resolve)."""
+    above 1, and ``"parity"`` when it contains 1 (no difference the run can resolve).
+
+    With ``control``, the interval of the A/A ratio (a second copy of the reference step
+    over the reference), the ratio must also clear that interval: two copies of one step
+    can differ by a few percent for as long as a row runs (which executable each got, see
+    `interleave`), and a ratio no further from 1 than that is parity."""
     lo, hi = interval
-    return "faster" if hi < 1.0 else "slower" if lo > 1.0 else "parity"
+    below, above = 1.0, 1.0
+    if control is not None:
+        below, above = min(1.0, control[0]), max(1.0, control[1])
+    return "faster" if hi < below else "slower" if lo > above else "parity"

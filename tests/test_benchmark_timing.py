@@ -184,3 +184,15 @@ def test_fused_torch_relocates_without_changing_its_steps():
         kept()
     assert tensors(moved)[0].data_ptr() != before
     np.testing.assert_array_equal(tensors(moved)[0].detach().numpy(), tensors(kept)[0].detach().numpy())
+
+
+def test_a_verdict_must_also_clear_the_a_a_interval():
+    """Two copies of one step measured a few percent apart for a whole row: a ratio within
+    that is parity, whichever side of 1 it falls."""
+    assert timing.verdict((1.01, 1.03), control=(1.02, 1.04)) == "parity"
+    assert timing.verdict((1.05, 1.08), control=(1.02, 1.04)) == "slower"
+    assert timing.verdict((0.96, 0.98), control=(0.95, 0.99)) == "parity"
+    assert timing.verdict((0.96, 0.98), control=(0.99, 1.01)) == "faster"
+    assert timing.verdict((0.70, 0.75), control=(1.02, 1.04)) == "faster"
+    # an A/A interval on one side of 1 does not make a ratio on the other side parity
+    assert timing.verdict((1.01, 1.02), control=(0.97, 0.99)) == "slower"
