@@ -378,10 +378,7 @@ def conditionally_mask(
       A transformation with `ConditionallyMaskState`.
 
     Raises:
-      TypeError: if ``inner`` is not a transformation or ``should_transform_fn`` is not
-        callable.
-      ValueError: if ``forward_extra_args`` is not a bool, or at ``update`` if
-        ``should_transform_fn`` does not return a boolean scalar.
+      TypeError, ValueError: on the same arguments as `conditionally_transform`.
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
