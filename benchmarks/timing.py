@@ -1,14 +1,15 @@
 """Interleaved timing: candidates run step by step in turn, so load on the machine hits all
 of them alike, and the median of many steps is robust to it.
 
-Before every round the candidates' large buffers move to freshly allocated memory
-(`Candidate.relocate`). Where a buffer sits in physical memory (huge pages or not, how its
-pages map onto the caches and the memory channels) changes how fast a loop streams through
-it, by a few percent on a CPU, and a donated buffer is updated in place, so without this a
-candidate keeps the placement it happened to get for the whole run: two copies of the same
-compiled step measured 1.01 to 1.06x each other, with intervals that excluded 1, and the
-slower one stayed slower when it was handed the other's buffers. Moving them every round
-samples placements for every candidate alike, so that cost becomes noise instead of a bias.
+Between placements the candidates' large buffers move to freshly allocated memory
+(`Candidate.relocate`, as often as `interleave` can afford). Where a buffer sits in physical
+memory (huge pages or not, how its pages map onto the caches and the memory channels)
+changes how fast a loop streams through it, by a few percent on a CPU, and a donated buffer
+is updated in place, so without this a candidate keeps the placement it happened to get for
+the whole run: two copies of the same compiled step measured 0.90 to 1.06x each other, with
+intervals that excluded 1, and the slower one stayed slower when it was handed the other's
+buffers. Moving them samples placements for every candidate alike, so that cost becomes
+noise instead of a bias.
 
 Where a step is many small arrays, the executable matters too: of eight executables of the
 same Optax step on 400 one-element leaves, compiled one after another, the later ones ran up
@@ -102,8 +103,8 @@ class Candidate:
         """A jitted step ``make_step()(*carry, *args) -> carry`` whose carry (donated) is
         threaded through. ``make_step`` returns a new jitted function each call.
 
-        The time to trace, lower and compile is kept as ``compile_s``. ``recompile()`` adds
-        another executable of the same step, from a new ``make_step()`` (JAX would hand the
+        The time to trace, lower and compile is kept as ``compile_s``. ``recompile()`` adds a
+        second executable of the same step (once), from a new ``make_step()`` (JAX would hand the
         same jitted function's cached executable back); ``relocate()`` moves the carry and
         switches to the next executable, so the candidate's placements alternate between
         them (see `interleave`)."""
@@ -128,7 +129,12 @@ class Candidate:
             memory = None
         cand = cls(name, fn, compile_s, memory, relocate=relocate)
         cand.carry = box
-        cand.recompile = lambda: executables.append(make_step().lower(*box[0], *args).compile())
+
+        def recompile():
+            if len(executables) < 2:  # one more, however often the candidate is interleaved
+                executables.append(make_step().lower(*box[0], *args).compile())
+
+        cand.recompile = recompile
         return cand
 
 
