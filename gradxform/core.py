@@ -169,6 +169,15 @@ def check_transformation(owner: str, what: str, value: Any, call: str = "gx.{own
     )
 
 
+def check_function(owner: str, what: str, value: Any, expected: str) -> None:
+    """Raises ``TypeError`` unless ``value`` is a function the user supplies (a measure, a
+    condition, a map of the updates): callable, and neither a class nor a transformation or
+    anything else with ``init`` and ``update``. The message names ``owner``'s argument
+    ``what`` and says what the function should be (``expected``, such as "of the updates")."""
+    if not callable(value) or isinstance(value, type) or (hasattr(value, "init") and hasattr(value, "update")):
+        raise TypeError(f"{owner}: {what} must be a function {expected}, got {type(value).__name__} {value!r}.")
+
+
 def _accepts_extra(fn: Callable[..., Any]) -> bool:
     try:
         cached = _EXTRA_OK.get(fn)

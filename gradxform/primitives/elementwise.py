@@ -8,7 +8,6 @@ optimizers that use them is documented on the optimizers (see `gradxform.optimiz
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +21,7 @@ from gradxform.core import (
     Params,
     Updates,
     abs_sq,
+    check_function,
     check_same_tree,
 )
 
@@ -48,11 +48,6 @@ def _factor_dtype(g: jax.Array) -> jnp.dtype:
     return jnp.real(g).dtype if jnp.issubdtype(g.dtype, jnp.inexact) else jnp.dtype(jnp.float32)
 
 
-def _check_function(owner: str, f: Any, expected: str) -> None:
-    if not callable(f) or isinstance(f, type) or hasattr(f, "init") and hasattr(f, "update"):
-        raise TypeError(f"{owner}: f must be a function {expected}, got {type(f).__name__} {f!r}.")
-
-
 @transformation()
 def stateless(f: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
     """A transformation that keeps no state, made from a function of the updates and parameters.
@@ -77,7 +72,7 @@ def stateless(f: Callable[[Updates, Params | None], Updates]) -> GradientTransfo
       >>> tx.update({"w": jnp.ones(2)}, tx.init(None))[0]["w"].tolist()
       [-0.10000000149011612, -0.10000000149011612]
     """
-    _check_function("stateless", f, "(updates, params) -> updates")
+    check_function("stateless", "f", f, "(updates, params) -> updates")
 
     def update(updates, state, params=None, **extra):
         return f(updates, params), EmptyState()
@@ -109,7 +104,7 @@ def stateless_with_tree_map(f: Callable[[jax.Array, jax.Array | None], jax.Array
       >>> tx.update(jnp.array([1.0]), tx.init(p), p)[0].tolist()
       [2.0]
     """
-    _check_function("stateless_with_tree_map", f, "(update, param) -> update of one array")
+    check_function("stateless_with_tree_map", "f", f, "(update, param) -> update of one array")
 
     def update(updates, state, params=None, **extra):
         if params is None:

@@ -24,6 +24,7 @@ from gradxform.core import (
     abs_sq,
     call_update,
     cast_like,
+    check_function,
     check_positive_int,
     check_transformation,
     new_count,
@@ -275,13 +276,8 @@ class ConditionallyMaskState(NamedTuple):
     inner_state: Any
 
 
-def _check_condition(owner: str, should_transform_fn: Any) -> None:
-    if not callable(should_transform_fn) or isinstance(should_transform_fn, type):
-        raise TypeError(
-            f"{owner}: should_transform_fn must be a function of the step count returning a boolean "
-            f"scalar, such as lambda step: step % 4 == 0, got {type(should_transform_fn).__name__} "
-            f"{should_transform_fn!r}."
-        )
+# What `conditionally_transform` and `conditionally_mask` take as should_transform_fn.
+_CONDITION = "of the step count returning a boolean scalar, such as lambda step: step % 4 == 0"
 
 
 def _condition(owner: str, should_transform_fn: ConditionFn, step: jax.Array, extra: dict, forward: bool) -> jax.Array:
@@ -334,7 +330,7 @@ def conditionally_transform(
       [10.0, 1.0, 10.0]
     """
     check_transformation("conditionally_transform", "inner", inner)
-    _check_condition("conditionally_transform", should_transform_fn)
+    check_function("conditionally_transform", "should_transform_fn", should_transform_fn, _CONDITION)
 
     def init(params):
         return ConditionallyTransformState(inner.init(params), new_count())
@@ -390,7 +386,7 @@ def conditionally_mask(
       ([-0.0], [-1.0])
     """
     check_transformation("conditionally_mask", "inner", inner)
-    _check_condition("conditionally_mask", should_transform_fn)
+    check_function("conditionally_mask", "should_transform_fn", should_transform_fn, _CONDITION)
 
     def init(params):
         return ConditionallyMaskState(new_count(), inner.init(params))

@@ -11,14 +11,17 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import UNIT, GradientTransformation, Updates, call_update, check_hyperparam, is_transformation
+from gradxform.core import (
+    UNIT,
+    GradientTransformation,
+    Updates,
+    call_update,
+    check_function,
+    check_hyperparam,
+    is_transformation,
+)
 
 Measure = Callable[[Updates], Any]
-
-
-def _check_measure(owner: str, what: str, measure: Any) -> None:
-    if not callable(measure) or isinstance(measure, type) or is_transformation(measure):
-        raise TypeError(f"{owner}: {what} must be a function of the updates, got {type(measure).__name__} {measure!r}.")
 
 
 class SnapshotState(NamedTuple):
@@ -55,7 +58,7 @@ def snapshot(measure_name: str, measure: Measure) -> GradientTransformation:
     """
     if not isinstance(measure_name, str) or not measure_name:
         raise ValueError(f"snapshot: measure_name must be a non-empty string, got measure_name={measure_name!r}.")
-    _check_measure("snapshot", "measure", measure)
+    check_function("snapshot", "measure", measure, "of the updates")
 
     def update(updates, state, params=None, **extra):
         return updates, SnapshotState({measure_name: measure(updates)})
@@ -113,7 +116,7 @@ def monitor(measures: Mapping[str, GradientTransformation | Measure]) -> Gradien
         raise ValueError(f"monitor: measures must be a non-empty mapping from name (str) to measure, got {measures!r}.")
     for name, m in measures.items():
         if not is_transformation(m):
-            _check_measure("monitor", f"measures[{name!r}]", m)
+            check_function("monitor", f"measures[{name!r}]", m, "of the updates")
     stages = {name: _as_measure(m) for name, m in measures.items()}
 
     def measure_all(updates, states, params, extra):
@@ -168,7 +171,7 @@ def measure_with_ema(
     from gradxform.primitives.elementwise import stateless
     from gradxform.primitives.moments import ema
 
-    _check_measure("measure_with_ema", "measure", measure)
+    check_function("measure_with_ema", "measure", measure, "of the updates")
     # Checked here rather than declared as a hyperparameter kept in the state: that state
     # casts the output like the updates, and this output is a measurement of another shape.
     check_hyperparam("measure_with_ema", "decay", decay, UNIT)
