@@ -32,6 +32,24 @@ class StageError(ValueError):
     """A stage of a composition failed; the message names the stage."""
 
 
+def _run_stages(
+    labels: list[str], transforms: Any, states: Any, updates: Any, params: Any, extra: dict[str, Any]
+) -> tuple[Any, list[Any]]:
+    """Runs the stages in order, each on the previous one's updates; returns the last updates
+    and the stages' new states. A stage's ValueError or TypeError becomes a `StageError`
+    naming it (``labels[i]`` and the stage's own name); a nested `StageError` passes as is."""
+    new_states = []
+    for label, t, s in zip(labels, transforms, states):
+        try:
+            updates, s = call_update(t, updates, s, params, extra)
+        except StageError:
+            raise
+        except (ValueError, TypeError) as e:
+            raise StageError(f"{label} ({_stage_name(t)}): {e}") from e
+        new_states.append(s)
+    return updates, new_states
+
+
 @transformation()
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Applies transformations in sequence: each stage's output is the next one's input.
@@ -56,6 +74,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     for i, t in enumerate(transforms):
         check_transformation("chain", f"stage {i}", t)
 
+    labels = [f"chain stage {i}" for i in range(len(transforms))]
+
     def init(params):
         return tuple(t.init(params) for t in transforms)
 
@@ -66,15 +86,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
                 f"chain has {len(transforms)} stages but its state has {got}; was this state "
                 "made by another optimizer's init()?"
             )
-        new_state = []
-        for i, (t, s) in enumerate(zip(transforms, state)):
-            try:
-                updates, s = call_update(t, updates, s, params, extra)
-            except StageError:
-                raise
-            except (ValueError, TypeError) as e:
-                raise StageError(f"chain stage {i} ({_stage_name(t)}): {e}") from e
-            new_state.append(s)
+        updates, new_state = _run_stages(labels, transforms, state, updates, params, extra)
         return updates, tuple(new_state)
 
     return GradientTransformation(init, update)
@@ -208,6 +220,9 @@ def named_chain(*args: tuple[str, GradientTransformation]) -> GradientTransforma
     if repeated:
         raise ValueError(f"named_chain: stage names must be unique, got {repeated} more than once in {names}.")
 
+    labels = [f"named_chain stage {name!r}" for name in names]
+    txs = [tx for _, tx in stages]
+
     def init(params):
         return collections.OrderedDict((name, tx.init(params)) for name, tx in stages)
 
@@ -218,15 +233,8 @@ def named_chain(*args: tuple[str, GradientTransformation]) -> GradientTransforma
                 f"named_chain has the stages {names} but its state has {got}; was this state made "
                 "by another optimizer's init()?"
             )
-        new_state = collections.OrderedDict()
-        for name, tx in stages:
-            try:
-                updates, new_state[name] = call_update(tx, updates, state[name], params, extra)
-            except StageError:
-                raise
-            except (ValueError, TypeError) as e:
-                raise StageError(f"named_chain stage {name!r} ({_stage_name(tx)}): {e}") from e
-        return updates, new_state
+        updates, new_states = _run_stages(labels, txs, [state[name] for name in names], updates, params, extra)
+        return updates, collections.OrderedDict(zip(names, new_states))
 
     return GradientTransformation(init, update)
 

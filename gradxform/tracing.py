@@ -78,12 +78,10 @@ def stages(tx: GradientTransformation, state: Any) -> list[tuple[str, GradientTr
         if spec is None:
             break
         kids = children(node)
-        if spec.name == "chain":
+        if spec.name in ("chain", "named_chain"):  # a named chain's stages go by their names
             states = _child_states(spec, kids, node_state)
-            return [(f"{i}: {_name(c)}", c, s) for i, ((_, c), s) in enumerate(zip(kids, states))]
-        if spec.name == "named_chain":
-            states = _child_states(spec, kids, node_state)
-            return [(f"{i}: {label}", c, s) for i, ((label, c), s) in enumerate(zip(kids, states))]
+            named = spec.name == "named_chain"
+            return [(f"{i}: {key if named else _name(c)}", c, s) for i, ((key, c), s) in enumerate(zip(kids, states))]
         if _is_injected(spec, node_state):
             body = _rebuild(spec, _next_values(spec, node_state))
             if body is None:
