@@ -229,9 +229,7 @@ def _inject(
         values = current_values(state.count, state.hyperparams, state.schedule_args)
         inner = build({**arguments, **values})
         updates = as_arrays(updates)
-        _check_float0(public_name, updates)
         new_updates, inner_state = _call_checked(public_name, inner, eager, updates, state.inner_state, params, extra)
-        _check_integer_gradients(public_name, updates, new_updates)
         new_updates = cast_like(new_updates, updates)
         return new_updates, HyperparamsState(
             safe_increment(state.count), values, state.schedule_args, inner_state
@@ -295,9 +293,14 @@ INTEGER_GRADIENT = (
 def _check_integer_gradients(public_name: str, updates: Any, new_updates: Any) -> None:
     """Raises ``ValueError`` naming the first leaf whose gradient is an integer (or bool) but
     whose update is floating point, which casting back to the gradient's dtype would truncate.
+    A transformation whose updates are not shaped like its input (`lookahead` takes and gives
+    a pair of trees) has no leaf-for-leaf comparison to make, and passes.
 
     The dtypes are static, so this costs nothing under ``jit``.
     """
+    is_none = lambda x: x is None
+    if jax.tree.structure(updates, is_leaf=is_none) != jax.tree.structure(new_updates, is_leaf=is_none):
+        return
 
     def check(path: Any, u: Any, new: Any) -> None:
         if u is None or new is None:
@@ -307,7 +310,7 @@ def _check_integer_gradients(public_name: str, updates: Any, new_updates: Any) -
                 INTEGER_GRADIENT.format(name=public_name, path=path_str(path), dtype=u.dtype, new_dtype=jnp.result_type(new))
             )
 
-    jax.tree_util.tree_map_with_path(check, updates, new_updates, is_leaf=lambda x: x is None)
+    jax.tree_util.tree_map_with_path(check, updates, new_updates, is_leaf=is_none)
 
 
 def _check_float0(public_name: str, updates: Any) -> None:
@@ -338,13 +341,18 @@ def _call_checked(
     extra: dict[str, Any],
 ) -> tuple[Any, Any]:
     """``tx``'s update on arrays (Python-number leaves made arrays); if it fails as a foreign
-    state makes it fail, the error says so, comparing ``state`` with ``eager.init``'s."""
+    state makes it fail, the error says so, comparing ``state`` with ``eager.init``'s.
+    Gradients no update can be computed from (float0), or whose update an integer dtype
+    would truncate, are errors naming the leaf, for every factory-built transformation."""
     params = as_arrays(params)
+    _check_float0(public_name, updates)
     try:
-        return call_update(tx, updates, state, params, extra)
+        new_updates, new_state = call_update(tx, updates, state, params, extra)
     except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages
         _check_inner_state(public_name, eager, updates, state, e)
         raise
+    _check_integer_gradients(public_name, updates, new_updates)
+    return new_updates, new_state
 
 
 def _check_inner_state(

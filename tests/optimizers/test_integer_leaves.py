@@ -117,3 +117,15 @@ def test_float0_gradients_are_a_clear_error_naming_the_leaf(jit):
     update = jax.jit(tx.update) if jit else tx.update
     with pytest.raises(ValueError, match=r"^adam: the gradient at n has dtype float0"):
         update(grads, tx.init(params), params)
+
+
+def test_transformations_without_hyperparameters_check_gradients_too():
+    """The checks live where every factory-built transformation is called, not only those
+    that keep hyperparameters in their state."""
+    params = _params()
+    halve = gx.stateless(lambda u, p: jax.tree.map(lambda g: g * 0.5, u))
+    with pytest.raises(ValueError, match=r"^stateless: the gradient at n has the integer dtype int32"):
+        halve.update(INT_GRADS, halve.init(params), params)
+    grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2), allow_int=True)(params)
+    with pytest.raises(ValueError, match=r"^stateless: the gradient at n has dtype float0"):
+        halve.update(grads, halve.init(params), params)
