@@ -134,7 +134,9 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) 
     return GradientTransformation(init, update)
 
 
-def cond_update(apply: jax.Array, inner: GradientTransformation, updates, state, params, extra):
+def cond_update(
+    apply: jax.Array, inner: GradientTransformation, updates, state, params, extra, *, passthrough: bool = False
+):
     """``inner``'s update where ``apply`` is true, else skipped updates with ``state`` untouched.
 
     Args:
@@ -144,9 +146,13 @@ def cond_update(apply: jax.Array, inner: GradientTransformation, updates, state,
       state: its state.
       params: the parameters (or ``None``).
       extra: extra keyword arguments for ``inner.update``.
+      passthrough: where ``apply`` is false, output the input updates (in the dtypes
+        ``inner`` would give, as both branches must have one type) instead of
+        `skipped_updates`.
 
     Returns:
-      ``(updates, state)``: ``inner``'s, or `skipped_updates` and ``state`` itself.
+      ``(updates, state)``: ``inner``'s, or the skipped (or passed-through) updates and
+      ``state`` itself.
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -160,7 +166,8 @@ def cond_update(apply: jax.Array, inner: GradientTransformation, updates, state,
         return call_update(inner, u, s, params, extra)
 
     shapes, _ = jax.eval_shape(run, updates, state)
-    return jax.lax.cond(apply, run, lambda u, s: (skipped_updates(shapes), s), updates, state)
+    skip = (lambda u, s: (cast_like(u, shapes), s)) if passthrough else (lambda u, s: (skipped_updates(shapes), s))
+    return jax.lax.cond(apply, run, skip, updates, state)
 
 
 def skip_not_finite(updates: Updates, gradient_step: jax.Array, params: Params | None) -> tuple[jax.Array, dict]:
@@ -337,16 +344,7 @@ def conditionally_transform(
 
     def update(updates, state, params=None, **extra):
         go = _condition("conditionally_transform", should_transform_fn, state.step, extra, forward_extra_args)
-
-        def run(u, s):
-            return call_update(inner, u, s, params, extra)
-
-        shapes, _ = jax.eval_shape(run, updates, state.inner_state)
-        # The skipping branch must have the running one's types: an inner stage that returns
-        # another dtype gets the unchanged updates in that dtype.
-        out, inner_state = jax.lax.cond(
-            go, run, lambda u, s: (cast_like(u, shapes), s), updates, state.inner_state
-        )
+        out, inner_state = cond_update(go, inner, updates, state.inner_state, params, extra, passthrough=True)
         return out, ConditionallyTransformState(inner_state, safe_increment(state.step))
 
     return GradientTransformation(init, update)
