@@ -176,13 +176,8 @@ def measure_with_ema(
     # casts the output like the updates, and this output is a measurement of another shape.
     check_hyperparam("measure_with_ema", "decay", decay, UNIT)
     average = ema(decay, debias=debias, accumulator_dtype=accumulator_dtype)
-    # The average has the measurement's shape, not the parameters'.
-    # A boolean or integer measurement (a clipping indicator) is averaged in float32.
-    def init(params):
-        measured = jax.tree.map(jnp.asarray, measure(params))
-        return average.init(
-            jax.tree.map(lambda x: x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.float32), measured)
-        )
-
-    on_measurement = GradientTransformation(init, average.update)
+    # The average has the measurement's shape, not the parameters'. A boolean or integer
+    # measurement (a clipping indicator) is averaged in float32, as all state of such
+    # leaves is (`gradxform.core.state_dtype`).
+    on_measurement = GradientTransformation(lambda params: average.init(measure(params)), average.update)
     return chain(stateless(lambda updates, params: measure(updates)), on_measurement)
