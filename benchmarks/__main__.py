@@ -83,14 +83,14 @@ def run_row(shape, params, grads, optimizer, variant, option, args, bw):
     timing.interleave(cands, args.steps, budget_s=args.budget)
     o, again, g, floor = cands[:4]
     t = cands[4] if len(cands) > 4 else None
-    interval = timing.ratio_interval(g, o)
+    versus = timing.compare(g, o, again)
     gbs = lambda c: suite.bytes_per_param(optimizer) * n / c.median_s / 1e9
     return {
         "shape": shape, "optimizer": optimizer + (f" [{variant}]" if variant else ""),
         "gx ms": 1e3 * g.median_s, "optax ms": 1e3 * o.median_s, "torch ms": 1e3 * t.median_s if t else math.nan,
         "floor ms": 1e3 * floor.median_s,
-        "gx/optax": timing.paired_ratio(g, o), "95% interval": "{:.2f}-{:.2f}".format(*interval),
-        "A/A": timing.paired_ratio(again, o), "verdict": timing.verdict(interval, timing.ratio_interval(again, o)), "gx/torch": timing.paired_ratio(g, t) if t else math.nan,
+        "gx/optax": versus.ratio, "95% interval": "{:.2f}-{:.2f}".format(*versus.interval),
+        "A/A": versus.aa, "verdict": versus.verdict, "gx/torch": timing.paired_ratio(g, t) if t else math.nan,
         "gx GB/s": gbs(g), "gx %bw": 100 * gbs(g) / bw, "optax %bw": 100 * gbs(o) / bw,
         "gx comp s": g.compile_s, "optax comp s": o.compile_s,
         "gx MB": footprint_mb(g), "optax MB": footprint_mb(o),

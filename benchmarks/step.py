@@ -96,10 +96,7 @@ SHAPES = {  # name: (label in the table, parameters)
 class Result(NamedTuple):
     gx_ms: float
     optax_ms: float
-    ratio: float  # median over rounds of gradxform's step time over Optax's
-    interval: tuple[float, float]  # its 95% bootstrap interval
-    aa: float  # the same ratio for a second copy of Optax's step over Optax's
-    aa_interval: tuple[float, float]  # its 95% bootstrap interval
+    versus: timing.Comparison  # gradxform's step over Optax's, against a second copy of Optax's
 
 
 def compare(params: Any, row: Row, steps: int, budget_s: float) -> Result:
@@ -122,8 +119,7 @@ def compare(params: Any, row: Row, steps: int, budget_s: float) -> Result:
         cands.append(timing.Candidate.jax(name, make_step, (p, state), grads))
     timing.interleave(cands, steps, budget_s=budget_s)
     o, again, g = cands
-    return Result(1e3 * g.median_s, 1e3 * o.median_s, timing.paired_ratio(g, o), timing.ratio_interval(g, o),
-                  timing.paired_ratio(again, o), timing.ratio_interval(again, o))
+    return Result(1e3 * g.median_s, 1e3 * o.median_s, timing.compare(g, o, again))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,10 +143,10 @@ def main(argv: list[str] | None = None) -> None:
                 skipped.append(f"{shape:<16}{opt:<29}skipped: {SLOW[opt, shape_name]}")
                 continue
             r = compare(params, OPTIMIZERS[opt], args.steps, args.budget)
-            v = timing.verdict(r.interval, r.aa_interval)
-            verdicts[v].append(f"{opt} ({shape})")
-            lo, hi = r.interval
-            print(f"{shape:<16}{opt:<29}{r.gx_ms:>13.2f}{r.optax_ms:>10.2f}{r.ratio:>7.3f}{f'{lo:.3f}-{hi:.3f}':>15}{r.aa:>7.3f}  {v}",
+            c = r.versus
+            verdicts[c.verdict].append(f"{opt} ({shape})")
+            lo, hi = c.interval
+            print(f"{shape:<16}{opt:<29}{r.gx_ms:>13.2f}{r.optax_ms:>10.2f}{c.ratio:>7.3f}{f'{lo:.3f}-{hi:.3f}':>15}{c.aa:>7.3f}  {c.verdict}",
                   flush=True)
     for line in skipped:
         print(line)

@@ -26,7 +26,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -269,3 +269,24 @@ def verdict(interval: tuple[float, float], control: tuple[float, float] | None =
     if control is not None:
         below, above = min(1.0, control[0]), max(1.0, control[1])
     return "faster" if hi < below else "slower" if lo > above else "parity"
+
+
+class Comparison(NamedTuple):
+    """A candidate against a reference, with a second copy of the reference as control."""
+
+    ratio: float  # `paired_ratio` of the candidate over the reference
+    interval: tuple[float, float]  # its `ratio_interval`
+    aa: float  # the same ratio for the control over the reference
+    verdict: str  # `verdict` of the interval, with the control's interval as margin
+
+
+def compare(candidate: Candidate, reference: Candidate, control: Candidate) -> Comparison:
+    """``candidate`` over ``reference`` after `interleave`, judged against ``control`` (a
+    second copy of the reference, whose ratio is what the run cannot resolve)."""
+    interval = ratio_interval(candidate, reference)
+    return Comparison(
+        paired_ratio(candidate, reference),
+        interval,
+        paired_ratio(control, reference),
+        verdict(interval, ratio_interval(control, reference)),
+    )

@@ -196,3 +196,15 @@ def test_a_verdict_must_also_clear_the_a_a_interval():
     assert timing.verdict((0.70, 0.75), control=(1.02, 1.04)) == "faster"
     # an A/A interval on one side of 1 does not make a ratio on the other side parity
     assert timing.verdict((1.01, 1.02), control=(0.97, 0.99)) == "slower"
+
+
+def test_compare_judges_against_the_control():
+    ref = _fixed("optax", [1.0] * 40)
+    control = _fixed("optax again", [1.03 + 0.001 * (i % 3) for i in range(40)])
+    slightly = _fixed("gx", [1.02 + 0.001 * (i % 3) for i in range(40)])
+    much = _fixed("gx", [0.7 + 0.001 * (i % 3) for i in range(40)])
+    c = timing.compare(slightly, ref, control)
+    assert c.ratio == timing.paired_ratio(slightly, ref) and c.interval == timing.ratio_interval(slightly, ref)
+    assert c.aa == timing.paired_ratio(control, ref)
+    assert timing.verdict(c.interval) == "slower" and c.verdict == "parity"
+    assert timing.compare(much, ref, control).verdict == "faster"
