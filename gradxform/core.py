@@ -407,7 +407,7 @@ def cast_like(tree: PyTree, reference: PyTree) -> PyTree:
     return jax.tree.map(cast, tree, reference, is_leaf=lambda x: x is None)
 
 
-def _sharding_type(x: Any) -> Any:
+def sharding_type(x: Any) -> Any:
     """The sharding in ``x``'s type (its mesh and partition spec), or ``None``."""
     return getattr(jax.typeof(x), "sharding", None) if hasattr(x, "shape") else None
 
@@ -423,7 +423,7 @@ def explicit_mesh_axes(x: Any) -> frozenset[str]:
     Returns:
       The axis names; empty on a single device and for ``Auto`` or ``Manual`` axes.
     """
-    mesh = getattr(_sharding_type(x), "mesh", None)
+    mesh = getattr(sharding_type(x), "mesh", None)
     kinds = zip(getattr(mesh, "axis_names", ()), getattr(mesh, "axis_types", ()), getattr(mesh, "axis_sizes", ()))
     return frozenset(name for name, kind, size in kinds if kind == jax.sharding.AxisType.Explicit and size > 1)
 
@@ -439,7 +439,7 @@ def explicit_axes(x: Any) -> tuple[str, ...]:
       The axis names, in the order of ``x``'s partition spec; ``()`` for an array that is
       not sharded over such axes (a single device, ``Auto`` or ``Manual`` axes).
     """
-    spec = getattr(_sharding_type(x), "spec", None)
+    spec = getattr(sharding_type(x), "spec", None)
     explicit = explicit_mesh_axes(x)
     if spec is None or not explicit:
         return ()

@@ -44,6 +44,7 @@ from gradxform.core import (
     check_transformation,
     explicit_axes,
     path_str,
+    sharding_type,
 )
 
 
@@ -150,7 +151,7 @@ def _replicated(bucket: jax.Array, members: list[Any]) -> jax.Array:
     that lies on a mesh of several devices; ``bucket`` itself when none does, or when that
     mesh has ``Manual`` axes (inside ``shard_map`` each device holds its own bucket)."""
     for x in members:
-        mesh = getattr(jax.typeof(x).sharding, "mesh", None) if hasattr(x, "shape") else None
+        mesh = getattr(sharding_type(x), "mesh", None)
         if mesh is None or math.prod(getattr(mesh, "axis_sizes", ())) <= 1:
             continue
         if jax.sharding.AxisType.Manual in getattr(mesh, "axis_types", ()):
