@@ -12,7 +12,8 @@ temporaries, less what is updated in place) and bytes of optimizer state per par
 The ``floor ms`` column times, in the same rounds, a jitted function that takes gradxform's
 step's arguments (donated alike) and returns its parameters and state unchanged: what a
 call with these arrays costs in JAX whatever the step computes (on many small leaves it is
-most of every library's step).
+most of every library's step). It ends with every row again inside a jitted training step
+(many steps per call, `benchmarks.in_step`), where that cost is paid once per call.
 
 Options select shapes, optimizers and the time spent per row; ``--help`` lists them.
 """
@@ -28,7 +29,7 @@ import numpy as np
 import optax
 
 import gradxform as gx
-from benchmarks import bandwidth, suite, timing, torch_ref, trees
+from benchmarks import bandwidth, in_step, suite, timing, torch_ref, trees
 
 
 def state_bytes(state) -> int:
@@ -141,6 +142,69 @@ def many_leaves(args) -> None:
               f"   call floor {1e3 * f.median_s:6.2f} ms   without it {work(c, f) / work(base, base_floor):6.3f}x")
 
 
+def looped_candidate(name, tx, apply, params, grads, steps):
+    """`in_step.looped_step` of ``tx`` as a timed candidate, ``steps`` steps a call."""
+    p = jax.tree.map(lambda x: x.copy(), params)
+    return timing.Candidate.jax(name, lambda: in_step.looped_step(tx, apply), (p, tx.init(p)), grads, np.int32(steps))
+
+
+def in_training_step(args) -> None:
+    """Every chosen (shape, optimizer) again, each library's step run many times inside one
+    jitted loop (`benchmarks.in_step`): its cost as part of a training step, where JAX's cost
+    of the call is paid once for the whole step, whatever the optimizer. Then the 400-leaf
+    tree's Adam step over the one-array step, the same way."""
+    print("\nInside a jitted training step (`benchmarks/in_step.py`: many steps per call, ms per step):")
+    header = [("shape", 8, "s"), ("optimizer", 24, "s"), ("steps/call", 11, "d"), ("gx ms", 9, ".3f"),
+              ("optax ms", 9, ".3f"), ("gx/optax", 9, ".3f"), ("95% interval", 13, ">s"), ("A/A", 6, ".3f"), ("verdict", 8, ">s")]
+    print("".join(f"{k:<{w}}" if fmt == "s" else f"{k:>{w}}" for k, w, fmt in header))
+    packed = suite.variants().get("packed")
+    verdicts: dict[str, list[str]] = {"faster": [], "parity": [], "slower": []}
+    for shape in args.shapes:
+        params = suite.SHAPES[shape]()
+        grads = trees.gradients_like(params)
+        for optimizer in args.optimizers:
+            tx = suite.make_gx(optimizer)
+            if tx is None:
+                continue
+            steps = in_step.steps_per_call(suite.make_optax(optimizer), optax.apply_updates, params, grads)
+            cands = [looped_candidate(name, suite.make_optax(optimizer), optax.apply_updates, params, grads, steps)
+                     for name in ("optax", "optax again")]
+            cands.append(looped_candidate("gx", tx, None, params, grads, steps))
+            # On many leaves, also gradxform with its parameters packed (`gx.bucket_layout`).
+            if packed is not None and packed.applies(shape, optimizer):
+                cands.append(looped_candidate("gx packed", tx, None, packed.layout(params), packed.layout(grads), steps))
+            timing.interleave(cands, args.steps, budget_s=args.budget)
+            o, again, *ours = cands
+            for g in ours:
+                versus = timing.compare(g, o, again)
+                label = optimizer + (" [packed]" if g.name == "gx packed" else "")
+                row = [shape, label, steps, 1e3 * g.median_s / steps, 1e3 * o.median_s / steps, versus.ratio,
+                       "{:.2f}-{:.2f}".format(*versus.interval), versus.aa, versus.verdict]
+                print("".join(f"{v:{'<' if fmt == 's' else '>'}{w}{fmt.lstrip('>')}}" for v, (_, w, fmt) in zip(row, header)), flush=True)
+                verdicts[versus.verdict].append(f"{label} ({shape})")
+        del params, grads
+    print("gradxform against Optax inside a training step:")
+    for v, rows in verdicts.items():
+        print(f"  {v}: {len(rows)}" + (f" ({', '.join(rows)})" if rows and v != "faster" else ""))
+
+    tree = trees.transformer_tree()
+    layouts = suite.variants()
+    cases = {"one array": trees.one_array(trees.size(tree)), "tree": tree}
+    if "packed" in layouts:
+        cases["tree, packed"] = layouts["packed"].layout(tree)
+        cases["tree, packed-all"] = layouts["packed-all"].layout(tree)
+    grads = {name: trees.gradients_like(p) for name, p in cases.items()}
+    steps = max(in_step.steps_per_call(gx.adam(1e-3), None, p, grads[name]) for name, p in cases.items())
+    cands = [looped_candidate(name, gx.adam(1e-3), None, p, grads[name], steps) for name, p in cases.items()]
+    timing.interleave(cands, args.steps, budget_s=4 * args.budget)
+    base = cands[0]
+    print(f"400-leaf tree Adam step over the one-array step, inside a training step ({steps} steps a call;"
+          f" one array {1e3 * base.median_s / steps:.2f} ms per step):")
+    for c in cands[1:]:
+        print(f"  {c.name:<18}{1e3 * c.median_s / steps:8.2f} ms  {timing.paired_ratio(c, base):6.3f}x"
+              "  (95% interval {:.3f}-{:.3f})".format(*timing.ratio_interval(c, base)))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="*", default=list(suite.SHAPES), choices=list(suite.SHAPES))
@@ -152,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch even if installed")
     parser.add_argument("--no-many-leaves", action="store_true",
                         help="leave out the closing comparison of the 400-leaf tree with one array")
+    parser.add_argument("--no-in-step", action="store_true",
+                        help="leave out the steps timed inside a jitted training step (many steps per call)")
     args = parser.parse_args(argv)
 
     dev = jax.devices()[0]
@@ -179,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {v}: {len(rows)}" + (f" ({', '.join(rows)})" if rows and v != "faster" else ""))
     if not args.no_many_leaves:
         many_leaves(args)
+    if not args.no_in_step:
+        in_training_step(args)
 
 
 if __name__ == "__main__":
