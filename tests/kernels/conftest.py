@@ -6,7 +6,7 @@ import pytest
 
 from gradxform.kernels import _program
 
-REAL_SIZES = {"KERNEL_MIN_LEAF": _program.KERNEL_MIN_LEAF}
+REAL_SIZES = {"KERNEL_MIN_LEAF": _program.KERNEL_MIN_LEAF, "TINY_LEAF": _program.TINY_LEAF}
 
 
 @pytest.fixture(autouse=True)

@@ -210,6 +210,21 @@ def test_a_single_output_on_a_large_leaf_stays_with_xla_and_small_leaves_share_a
     assert PROGRAM in _compiled(_fused(tx), large, tx.init(large), large)
 
 
+def test_leaves_under_the_tiny_size_stay_with_xla(real_leaf_sizes):
+    """Inside a training step a program's fixed cost per leaf is more than XLA's loops cost
+    on a tiny leaf (`TINY_LEAF`); from that size on, leaves share a program."""
+    tiny = real_leaf_sizes["TINY_LEAF"]
+    tx = gx.lion(1e-3)
+    small = _tree([(tiny - 1,), (3,), (1,)])
+    assert PROGRAM not in _compiled(_fused(tx), small, tx.init(small), small)
+    mixed = _tree([(tiny,), (tiny - 1,), (2, 3)])
+    text = _compiled(_fused(tx), mixed, tx.init(mixed), mixed)
+    assert text.count(f'custom_call_target="{PROGRAM}"') == 1
+    got = _run(jax.jit(_fused(tx)), tx, mixed, 3)
+    want = _run(jax.jit(_plain(tx)), tx, mixed, 3)
+    assert_trees_close(got, want, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("exponent", [0.5, -0.5, 2.0, -1.0, 1.0])
 def test_constant_exponents_are_fused_with_pows_edge_cases(exponent):
     tx = _custom(lambda g, p: g**exponent - p)
