@@ -92,6 +92,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "scale_by_backtracking_linesearch": {"max_backtracking_steps": 5},
     "scale_by_power_decay": {"rate": 0.1, "power": 0.5},
     "scale_by_zoom_linesearch": {"max_linesearch_steps": 5},
+    "smooth_sign": {"beta": 2.0},
     "snapshot": {"measure_name": "norm", "measure": lambda: gx.global_norm},
     "stateless": {"f": lambda: gx.apply_updates},
     "stateless_with_tree_map": {"f": lambda: gx.apply_updates},

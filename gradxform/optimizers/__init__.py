@@ -24,10 +24,12 @@ from gradxform.optimizers.rmsprop import (
 from gradxform.optimizers.sgd import (
     interpolate_momentum as interpolate_momentum,
     lion as lion,
+    refined_sign as refined_sign,
     scale_by_lion as scale_by_lion,
     sgd as sgd,
     sign_sgd as sign_sgd,
     signum as signum,
+    smooth_sign as smooth_sign,
 )
 
 # --- issue 3, optimizers Optax lacks ---

@@ -61,4 +61,4 @@ def noisy_sgd(
             stacklevel=2,
         )
         key = seed
-    return chain(add_noise(eta, gamma, 0 if key is None else key), scale_by_learning_rate(learning_rate))
+    return chain(add_noise(eta, gamma, key), scale_by_learning_rate(learning_rate))

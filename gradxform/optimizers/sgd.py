@@ -16,10 +16,11 @@ from gradxform.core import (
     GradientTransformation,
     Interval,
     Updates,
+    check_choice,
     check_same_tree,
     tree_full_like,
 )
-from gradxform.primitives.elementwise import scale_by_learning_rate, scale_by_sign
+from gradxform.primitives.elementwise import elementwise, scale_by_learning_rate, scale_by_sign
 from gradxform.primitives.moments import _coef, ema, trace
 from gradxform.primitives.weight_decay import MaskOrFn, add_decayed_weights
 
@@ -177,15 +178,74 @@ def interpolate_momentum(b1: float = 0.9, b2: float = 0.99, mu_dtype: Any = None
     return GradientTransformation(init, update)
 
 
+_LION_MODES = ("hard", "smooth", "refined")
+
+
+def _slope(owner: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"{owner}: {name} must be a finite number > 0, got {name}={value!r}.")
+    return float(value)
+
+
+@transformation()
+def smooth_sign(beta: float) -> GradientTransformation:
+    """``tanh(beta * u)`` for each update ``u``: a sign with slope ``beta`` at 0 (Lion's
+    ``"smooth"`` mode, see `scale_by_lion`).
+
+    Args:
+      beta: the slope at 0, a finite number > 0.
+
+    Returns:
+      A stateless transformation.
+
+    Raises:
+      ValueError: if ``beta`` is not a finite number > 0.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> [round(x, 4) for x in gx.smooth_sign(2.0).update(jnp.array([-3.0, 0.1]), gx.EmptyState())[0].tolist()]
+      [-1.0, 0.1974]
+    """
+    slope = _slope("smooth_sign", "beta", beta)
+    return elementwise(lambda u: jnp.tanh(slope * u))
+
+
+@transformation()
+def refined_sign() -> GradientTransformation:
+    """Each update ``u`` where ``|u| < 1``, its sign elsewhere (Lion's ``"refined"`` mode, see
+    `scale_by_lion`): linear near 0, saturated beyond.
+
+    Returns:
+      A stateless transformation.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.refined_sign().update(jnp.array([-3.0, 0.5]), gx.EmptyState())[0].tolist()
+      [-1.0, 0.5]
+    """
+    return elementwise(lambda u: jnp.where(jnp.abs(u) < 1, u, jnp.sign(u)))
+
+
 @transformation({"b1": UNIT_CLOSED, "b2": _LION_B2})
-def scale_by_lion(b1: float = 0.9, b2: float = 0.99, mu_dtype: Any = None) -> GradientTransformation:
+def scale_by_lion(
+    b1: float = 0.9, b2: float = 0.99, mu_dtype: Any = None, *, mode: str = "hard", smooth_beta: float = 1.0
+) -> GradientTransformation:
     """Lion's preconditioner: the sign of the interpolated momentum (see `lion`).
 
     Args:
       b1, b2, mu_dtype: as in `lion`.
+      mode: how the interpolated momentum ``x`` becomes the direction: ``"hard"``, its sign
+        (the paper's Lion); ``"smooth"``, ``tanh(smooth_beta * x)``; ``"refined"``, ``x``
+        where ``|x| < 1`` and its sign elsewhere (as Optax's ``scale_by_lion`` offers).
+      smooth_beta: the slope of ``"smooth"`` at 0, a finite number > 0 (only read there).
 
     Returns:
-      ``chain(interpolate_momentum(b1, b2, mu_dtype), scale_by_sign())``.
+      ``chain(interpolate_momentum(b1, b2, mu_dtype), scale_by_sign())`` in ``"hard"``
+      mode, with `smooth_sign` or `refined_sign` in place of `scale_by_sign` otherwise.
+
+    Raises:
+      ValueError: for an unknown ``mode``, or in ``"smooth"`` mode a ``smooth_beta`` that
+        is not > 0.
 
     References:
       Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023.
@@ -195,8 +255,15 @@ def scale_by_lion(b1: float = 0.9, b2: float = 0.99, mu_dtype: Any = None) -> Gr
       >>> tx = gx.scale_by_lion()
       >>> tx.update(jnp.array([-3.0]), tx.init(jnp.zeros(1)))[0].tolist()
       [-1.0]
+      >>> tx = gx.scale_by_lion(b1=0.0, mode="refined")
+      >>> tx.update(jnp.array([-3.0, 0.5]), tx.init(jnp.zeros(2)))[0].tolist()
+      [-1.0, 0.5]
     """
-    return chain(interpolate_momentum(b1, b2, mu_dtype), scale_by_sign())
+    check_choice("scale_by_lion", "mode", mode, _LION_MODES)
+    if mode == "smooth":
+        _slope("scale_by_lion", "smooth_beta", smooth_beta)
+    direction = {"hard": scale_by_sign, "refined": refined_sign}.get(mode)
+    return chain(interpolate_momentum(b1, b2, mu_dtype), direction() if direction else smooth_sign(smooth_beta))
 
 
 @transformation({"learning_rate": NON_NEGATIVE, "b1": UNIT_CLOSED, "b2": _LION_B2, "weight_decay": NON_NEGATIVE})

@@ -10,16 +10,16 @@ from gradxform.core import NON_NEGATIVE, POSITIVE, REAL, EmptyState, GradientTra
 from gradxform.primitives.elementwise import elementwise
 
 
-def global_norm(tree: Updates) -> jax.Array:
-    """The L2 norm of all leaves of ``tree`` together (real even for complex leaves).
+def global_norm(updates: Updates) -> jax.Array:
+    """The L2 norm of all leaves of ``updates`` together (real even for complex leaves).
 
     Args:
-      tree: a pytree of arrays.
+      updates: a pytree of arrays (Optax's argument name).
 
     Returns:
       A scalar.
     """
-    return jnp.sqrt(sum(jnp.sum(abs_sq(x)) for x in jax.tree.leaves(tree)))
+    return jnp.sqrt(sum(jnp.sum(abs_sq(x)) for x in jax.tree.leaves(updates)))
 
 
 @transformation({"max_delta": NON_NEGATIVE})

@@ -47,9 +47,14 @@ class MaskedState(NamedTuple):
 
 
 class PartitionState(NamedTuple):
-    """State of `partition`: ``inner_state`` maps each label to its group's `MaskedState`."""
+    """State of `partition`: ``inner_state`` maps each label to its group's `MaskedState`
+    (also readable as ``inner_states``, Optax's name for it)."""
 
     inner_state: dict[Hashable, MaskedState]
+
+    @property
+    def inner_states(self) -> dict[Hashable, MaskedState]:
+        return self.inner_state
 
 
 _PREFIX_HELP = (

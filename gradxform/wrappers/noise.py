@@ -44,7 +44,7 @@ def _key(key: jax.Array | int) -> jax.Array:
 
 
 @transformation({"eta": NON_NEGATIVE, "gamma": NON_NEGATIVE})
-def add_noise(eta: float, gamma: float, key: jax.Array | int = 0) -> GradientTransformation:
+def add_noise(eta: float, gamma: float, key: jax.Array | int | None = None) -> GradientTransformation:
     """Adds annealed Gaussian noise to the updates, as Optax's ``add_noise``.
 
     At step ``t`` (1-based) every coordinate gets noise of variance ``eta / t**gamma``.
@@ -52,7 +52,7 @@ def add_noise(eta: float, gamma: float, key: jax.Array | int = 0) -> GradientTra
     Args:
       eta: the initial variance, >= 0 (the paper uses 0.01, 0.3 or 1.0).
       gamma: the decay exponent of the variance, >= 0 (the paper uses 0.55).
-      key: a PRNG key or an integer seed.
+      key: a PRNG key or an integer seed; None (the default, as in Optax) is seed 0.
 
     Returns:
       A transformation with `AddNoiseState`.
@@ -70,6 +70,7 @@ def add_noise(eta: float, gamma: float, key: jax.Array | int = 0) -> GradientTra
       >>> tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))[0].tolist()
       [1.0, 1.0]
     """
+    key = 0 if key is None else key
     _check_key("add_noise", key)
 
     def init(params):

@@ -53,6 +53,9 @@ ORACLE_PAIRS = [
     ("scale_by_rss", lambda m: m.scale_by_rss()),
     ("scale_by_adadelta", lambda m: m.scale_by_adadelta()),
     ("scale_by_lion", lambda m: m.scale_by_lion()),
+    ("scale_by_lion-smooth", lambda m: m.scale_by_lion(mode="smooth", smooth_beta=2.5)),
+    ("scale_by_lion-refined", lambda m: m.scale_by_lion(mode="refined")),
+    ("scale_by_lion-refined-saturating", lambda m: m.scale_by_lion(b1=0.0, mode="refined")),
 ]
 
 
@@ -140,3 +143,19 @@ def test_add_decayed_weights_needs_params_and_a_matching_mask():
     bad = gx.add_decayed_weights(0.1, mask={"w": True})
     with pytest.raises(ValueError, match="mask"):
         bad.update(GRADS[0], bad.init(PARAMS), PARAMS)
+
+
+def test_lion_modes_reject_unknown_names_and_bad_slopes():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        gx.scale_by_lion(mode="soft")
+    for bad in (0.0, -1.0, float("inf"), "2", True):
+        with pytest.raises(ValueError, match="scale_by_lion: smooth_beta must be a finite number > 0"):
+            gx.scale_by_lion(mode="smooth", smooth_beta=bad)
+    gx.scale_by_lion(mode="hard", smooth_beta=0.0)  # only read in smooth mode, as in Optax
+
+
+def test_refined_lion_saturates_where_the_hard_sign_would_and_is_linear_inside():
+    g = jnp.array([-3.0, -0.25, 0.0, 0.5, 1.0, 7.0])
+    tx = gx.scale_by_lion(b1=0.0, mode="refined")
+    u, _ = tx.update(g, tx.init(g))
+    np.testing.assert_array_equal(np.asarray(u), [-1.0, -0.25, 0.0, 0.5, 1.0, 1.0])
