@@ -28,6 +28,7 @@ from gradxform.wrappers.clipping import (
     per_example_global_norm_clip as per_example_global_norm_clip,
     unitwise_norm as unitwise_norm,
 )
+from gradxform.wrappers.inject import inject_hyperparams as inject_hyperparams
 from gradxform.wrappers.finite import (
     ApplyIfFiniteState as ApplyIfFiniteState,
     ConditionallyMaskState as ConditionallyMaskState,
