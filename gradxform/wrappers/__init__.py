@@ -59,6 +59,7 @@ from gradxform.wrappers.layout import (
     bucket_layout as bucket_layout,
     bucketed as bucketed,
     flat as flat,
+    flatten as flatten,
 )
 from gradxform.wrappers.loss_scale import (
     DynamicLossScaleState as DynamicLossScaleState,

@@ -298,3 +298,24 @@ def flat(inner: GradientTransformation) -> GradientTransformation:
     """
     check_transformation("flat", "inner", inner)
     return bucketed(inner, small_size=math.inf, bucket_size=2**62)
+
+
+def flatten(inner: GradientTransformation) -> GradientTransformation:
+    """Optax's name for `flat`: ``inner`` run on the whole tree raveled into one vector.
+
+    The numbers are ``inner``'s on the tree (and so ``optax.flatten``'s); the state is
+    `flat`'s, kept flat between steps instead of rebuilt from the tree at every update.
+
+    Args:
+      inner: the transformation to run.
+
+    Returns:
+      ``flat(inner)``.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.flatten(gx.sgd(0.5))
+      >>> tx.update({"b": jnp.ones(2)}, tx.init({"b": jnp.zeros(2)}))[0]["b"].tolist()
+      [-0.5, -0.5]
+    """
+    return flat(inner)

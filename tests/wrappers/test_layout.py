@@ -272,3 +272,18 @@ def test_init_under_eval_shape_and_jit_on_an_explicit_mesh_types_buckets_replica
 def _padded_spec(x):
     spec = tuple(x.sharding.spec)
     return spec + (None,) * (x.ndim - len(spec))
+
+
+def test_flatten_is_optaxs_flatten():
+
+    params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.array([0.5, -1.0])}
+    ours, theirs = gx.flatten(gx.adam(0.1)), optax.flatten(optax.adam(0.1))
+    so, st = ours.init(params), theirs.init(params)
+    po = pt = params
+    for i in range(5):
+        g = jax.tree.map(lambda x: jnp.cos(x + i), po)
+        uo, so = jax.jit(ours.update)(g, so, po)
+        ut, st = jax.jit(theirs.update)(g, st, pt)
+        po, pt = optax.apply_updates(po, uo), optax.apply_updates(pt, ut)
+    for a, b in zip(jax.tree.leaves(po), jax.tree.leaves(pt)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)  # XLA fuses flat and tree steps differently
