@@ -42,5 +42,6 @@ from gradxform.schedules import *  # noqa: F401,F403
 from gradxform.wrappers import *  # noqa: F401,F403
 from gradxform.distributed import *  # noqa: F401,F403
 from gradxform import schedules as schedules
+from gradxform.primitives import projections as projections
 
 __version__ = "0.1.0"

@@ -1,8 +1,13 @@
 """Euclidean projections onto simple sets, and the stages that make updates land on a set.
 
-The projections act on one array at a time (a set is imposed leaf by leaf). `project_params`
-computes ``P(w + u)`` and outputs ``P(w + u) - w`` (see `gradxform.projected` for the
-optimizer built on it).
+The ``project_*`` projections act on one array at a time (a set is imposed leaf by leaf).
+`project_params` computes ``P(w + u)`` and outputs ``P(w + u) - w`` (see `gradxform.projected`
+for the optimizer built on it).
+
+The ``projection_*`` functions are Optax's ``optax.projections``, under its names and
+arguments: they project a whole pytree as one vector (the L2 ball of the tree's norm, the
+simplex over all leaves together). They are defined in ``_tree_projections`` on top of the
+per-array ones and reached as ``gx.projections.projection_l2_ball`` and so on.
 """
 
 from __future__ import annotations
@@ -305,3 +310,20 @@ def keep_params_nonnegative() -> GradientTransformation:
         return out, state
 
     return GradientTransformation(lambda params: EmptyState(), update)
+
+
+# Imported last: the tree-level module builds on the per-array projections defined above.
+from gradxform.primitives._tree_projections import (  # noqa: E402
+    projection_box as projection_box,
+    projection_halfspace as projection_halfspace,
+    projection_hypercube as projection_hypercube,
+    projection_hyperplane as projection_hyperplane,
+    projection_l1_ball as projection_l1_ball,
+    projection_l1_sphere as projection_l1_sphere,
+    projection_l2_ball as projection_l2_ball,
+    projection_l2_sphere as projection_l2_sphere,
+    projection_linf_ball as projection_linf_ball,
+    projection_non_negative as projection_non_negative,
+    projection_simplex as projection_simplex,
+    projection_vector as projection_vector,
+)
