@@ -1,7 +1,7 @@
 """gradxform: composable gradient transformations for JAX.
 
 ``import gradxform as gx`` gives every public name: ``gx.adam``, ``gx.chain``,
-``gx.hyperparams``, ``gx.describe``, ... Each subpackage re-exports what it defines.
+``gx.hyperparams``, ``gx.describe``, ``gx.tree.norm``, ... Each subpackage re-exports what it defines.
 """
 
 from gradxform._factory import (
@@ -43,5 +43,12 @@ from gradxform.wrappers import *  # noqa: F401,F403
 from gradxform.distributed import *  # noqa: F401,F403
 from gradxform import schedules as schedules
 from gradxform.primitives import projections as projections
+from gradxform import tree as tree
+from gradxform.core import safe_increment as safe_increment
+from gradxform.numerics import (
+    safe_int32_increment as safe_int32_increment,
+    safe_norm as safe_norm,
+    safe_root_mean_squares as safe_root_mean_squares,
+)
 
 __version__ = "0.1.0"

@@ -279,13 +279,27 @@ def _describe_tree_difference(a: PyTree, b: PyTree, is_leaf) -> str:
     return "\n".join(lines)
 
 
+_SAME_TREE_HINT = (
+    "An optimizer's state is built by init(params) for one parameter tree; give update() "
+    "gradients of that same tree (or call init again for the new tree)."
+)
+
+
 def check_same_tree(
-    tree: PyTree, reference: PyTree, what: str, reference_what: str, *, allow_none: bool = False, shapes: bool = True
+    tree: PyTree,
+    reference: PyTree,
+    what: str,
+    reference_what: str,
+    *,
+    allow_none: bool = False,
+    shapes: bool = True,
+    hint: str = _SAME_TREE_HINT,
 ) -> None:
     """Raises a readable ``ValueError`` if two trees differ in structure or leaf shapes.
 
     Runs at trace time only (structure and shapes are static), so it costs nothing in a
-    compiled step.
+    compiled step. ``hint``, the message's last line, says how to fix it where the trees
+    come from (by default: an optimizer's state and its gradients).
     """
     is_leaf = (lambda x: x is None) if allow_none else None
     ta = jax.tree.structure(tree, is_leaf=is_leaf)
@@ -295,9 +309,7 @@ def check_same_tree(
             return
         raise ValueError(
             f"The {what} do not have the tree structure of the {reference_what}.\n"
-            f"{_describe_tree_difference(tree, reference, is_leaf)}\n"
-            "An optimizer's state is built by init(params) for one parameter tree; give update() "
-            "gradients of that same tree (or call init again for the new tree)."
+            f"{_describe_tree_difference(tree, reference, is_leaf)}\n{hint}"
         )
     if not shapes:
         return
@@ -447,10 +459,35 @@ def explicit_axes(x: Any) -> tuple[str, ...]:
     return tuple(a for a in used if a in explicit)
 
 
-def safe_increment(count: jax.Array) -> jax.Array:
-    """``count + 1``, saturating at the dtype's maximum instead of wrapping around."""
-    top = jnp.iinfo(count.dtype).max
-    return jnp.where(count < top, count + 1, top).astype(count.dtype)
+def safe_increment(count: jax.typing.ArrayLike) -> jax.Array:
+    """``count + 1``, saturating at the dtype's maximum instead of wrapping around.
+
+    Step counters use it so that a run longer than the counter's range keeps the last
+    step's value (and its schedules' end values) instead of restarting from the minimum.
+
+    Args:
+      count: an integer or floating-point counter (array or Python number).
+
+    Returns:
+      ``count + 1`` in ``count``'s dtype, or that dtype's largest value once reached.
+
+    Raises:
+      ValueError: if ``count`` is neither an integer nor a floating-point number.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.safe_increment(jnp.int32(2**31 - 1)).tolist()
+      2147483647
+    """
+    dtype = jnp.asarray(count).dtype
+    if jnp.issubdtype(dtype, jnp.integer):
+        top = jnp.iinfo(dtype).max
+    elif jnp.issubdtype(dtype, jnp.floating):
+        top = jnp.finfo(dtype).max
+    else:
+        raise ValueError(f"count must be an integer or floating-point counter, got dtype {dtype}.")
+    top = jnp.asarray(top, dtype)
+    return jnp.where(count < top, count + jnp.asarray(1, dtype), top)
 
 
 def new_count() -> jax.Array:
