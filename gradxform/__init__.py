@@ -41,6 +41,8 @@ from gradxform.losses import (
     convex_kl_divergence as convex_kl_divergence,
     cosine_distance as cosine_distance,
     cosine_similarity as cosine_similarity,
+    ctc_loss as ctc_loss,
+    ctc_loss_with_forward_probs as ctc_loss_with_forward_probs,
     generalized_kl_divergence as generalized_kl_divergence,
     hinge_loss as hinge_loss,
     huber_loss as huber_loss,

@@ -1,7 +1,8 @@
 """Loss functions under Optax's names, arguments and numbers (``optax.losses``).
 
-Every function here returns per-example losses (reduce them with ``.mean()`` yourself), except
-``ntxent``, which is a batch loss. Unlike Optax, inputs whose shapes would broadcast into a
+Most functions return per-example losses (reduce them with ``.mean()`` yourself); ``ntxent``,
+``multiclass_generalized_dice_loss`` and ``ranking_softmax_loss`` (with its default
+``reduce_fn``) return one number for the batch. Unlike Optax, inputs whose shapes would broadcast into a
 silently wrong answer (labels of shape ``(B, 1)`` against logits of shape ``(B,)`` give a
 ``(B, B)`` loss) are refused at call time with a ``ValueError`` that names both shapes.
 """
@@ -9,6 +10,7 @@ silently wrong answer (labels of shape ``(B, 1)`` against logits of shape ``(B,)
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Union
 
 import jax
@@ -512,6 +514,293 @@ def sparsemax_loss(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
     return jax.nn.sparse_plus(jnp.where(jnp.asarray(labels), -logits, logits))
 
 
+@jax.custom_jvp
+def _project_onto_simplex(x: jax.Array) -> jax.Array:
+    """Euclidean projection of each row (last axis) onto the probability simplex (sparsemax)."""
+    n = x.shape[-1]
+    desc = -jnp.sort(-x, axis=-1)
+    cumulative = jnp.cumsum(desc, axis=-1)
+    k = jnp.arange(1, n + 1, dtype=x.dtype)
+    support_size = jnp.sum(1.0 / k + desc - cumulative / k > 0, axis=-1, keepdims=True)
+    threshold = (jnp.take_along_axis(cumulative, support_size - 1, axis=-1) - 1.0) / support_size
+    return jax.nn.relu(x - threshold)
+
+
+@_project_onto_simplex.defjvp
+def _project_onto_simplex_jvp(primals, tangents):
+    # On the support the projection is the identity minus the mean over the support.
+    (x,), (x_dot,) = primals, tangents
+    p = _project_onto_simplex(x)
+    support = (p > 0).astype(x.dtype)
+    mean = jnp.sum(support * x_dot, axis=-1, keepdims=True) / jnp.sum(support, axis=-1, keepdims=True)
+    return p, support * (x_dot - mean)
+
+
+def multiclass_sparsemax_loss(scores: ArrayLike, labels: ArrayLike) -> jax.Array:
+    """Multiclass sparsemax loss, the Fenchel-Young loss of sparsemax (0 iff sparsemax is one-hot on y).
+
+    Args:
+      scores: scores of the model, shape ``[batch, num_classes]``, floating.
+      labels: integer classes, shape ``[batch]``.
+
+    Returns:
+      The loss per example, shape ``[batch]``; its gradient is ``sparsemax(scores) - one_hot(labels)``.
+
+    Raises:
+      TypeError: if ``scores`` is not floating.
+      ValueError: if ``scores`` is not 2-D or ``labels``' shape is not ``[batch]``.
+
+    References:
+      Martins and Astudillo, `From Softmax to Sparsemax: A Sparse Model of Attention and
+      Multi-Label Classification <https://arxiv.org/abs/1602.02068>`_, 2016.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> gx.losses.multiclass_sparsemax_loss(jnp.array([[1.0, 0.0, -1.0]]), jnp.array([1])).tolist()
+      [1.0]
+    """
+    scores = _floating(scores, "scores")
+    if scores.ndim != 2:
+        raise ValueError(f"scores must have shape [batch, num_classes], got scores of shape {scores.shape}.")
+    one_hot, true_score = _label_score(scores, labels)
+    proba = _project_onto_simplex(scores)
+    # <p, s - s_y> over the support, plus the Gini entropy 0.5 (1 - |p|^2).
+    gaps = jnp.where(one_hot > 0, 0.0, scores - true_score[:, None])
+    return jnp.sum(proba * jnp.where(proba > 0, gaps, 0.0), axis=-1) + 0.5 * (1.0 - jnp.sum(proba**2, axis=-1))
+
+
+def ctc_loss_with_forward_probs(
+    logits: ArrayLike,
+    logit_paddings: ArrayLike,
+    labels: ArrayLike,
+    label_paddings: ArrayLike,
+    *,
+    blank_id: int = 0,
+    log_epsilon: ArrayLike = -1e5,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """CTC loss and the forward (alpha) log-probabilities of its alignment lattice.
+
+    The lattice has, for each label position ``n``, a blank state (``n = 0..N``: blank
+    after ``n`` labels) and a label state (``n = 1..N``: emitting label ``n``); impossible
+    transitions get ``log_epsilon`` instead of ``-inf`` so that everything stays finite.
+
+    Args:
+      logits: shape ``[B, T, K]``, floating; ``K`` counts the blank class too.
+      logit_paddings: shape ``[B, T]``, 1.0 where a frame is padding, else 0.0.
+      labels: integer labels, shape ``[B, N]``, right-padded.
+      label_paddings: shape ``[B, N]``, 1.0 where a label is padding, else 0.0; each row is
+        zeros followed by ones.
+      blank_id: the class of the blank symbol.
+      log_epsilon: the stand-in for ``log(0)``.
+
+    Returns:
+      ``(loss, log_alpha_blank, log_alpha_label)``: the loss per sequence, shape ``[B]``,
+      and the forward log-probabilities of the blank and label states, each of shape
+      ``[T, B, N + 1]`` and ``[T, B, N]``.
+
+    Raises:
+      TypeError: if ``logits`` is not floating.
+      ValueError: if the ranks or shapes of the four arrays do not agree.
+
+    References:
+      Graves, Fernández, Gomez and Schmidhuber, `Connectionist Temporal Classification:
+      Labelling Unsegmented Sequence Data with Recurrent Neural Networks
+      <https://www.cs.toronto.edu/~graves/icml_2006.pdf>`_, 2006.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> loss, blank, label = gx.ctc_loss_with_forward_probs(
+      ...     jnp.zeros((1, 3, 2)), jnp.zeros((1, 3)), jnp.array([[1]]), jnp.zeros((1, 1)))
+      >>> blank.shape, label.shape
+      ((3, 1, 2), (3, 1, 1))
+    """
+    logits = _floating(logits, "logits")
+    labels = jnp.asarray(labels)
+    logit_paddings, label_paddings = jnp.asarray(logit_paddings), jnp.asarray(label_paddings)
+    if logits.ndim != 3 or labels.ndim != 2 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"logits must have shape [B, T, K] and labels shape [B, N], got logits of shape {logits.shape} "
+            f"and labels of shape {labels.shape}."
+        )
+    if logit_paddings.shape != logits.shape[:2]:
+        raise ValueError(
+            f"logit_paddings must have shape [B, T] = {logits.shape[:2]}, got {logit_paddings.shape}."
+        )
+    if label_paddings.shape != labels.shape:
+        raise ValueError(f"label_paddings must have labels' shape {labels.shape}, got {label_paddings.shape}.")
+    batch, _, _ = logits.shape
+    max_labels = labels.shape[1]
+    log_probs = jax.nn.log_softmax(logits)
+    label_lengths = max_labels - jnp.sum(label_paddings, axis=1).astype(jnp.int32)
+    # repeat[b, n] is 1 when label n + 1 equals label n: between them a blank is required.
+    repeat = jnp.pad((labels[:, :-1] == labels[:, 1:]).astype(jnp.float32), ((0, 0), (0, 1)))
+    blank_scores = jnp.moveaxis(log_probs[:, :, blank_id : blank_id + 1], 1, 0)  # [T, B, 1]
+    label_index = jnp.broadcast_to(labels[:, None, :], (batch, logits.shape[1], max_labels))
+    label_scores = jnp.take_along_axis(log_probs, label_index, axis=2)
+    label_scores = jnp.moveaxis(label_scores, 1, 0)  # [T, B, N]
+
+    def join_tail(blank: jax.Array, score: jax.Array) -> jax.Array:
+        # Adds, in log space, ``score`` (one per label) to the blank states after each label.
+        return jnp.concatenate([blank[:, :1], jnp.logaddexp(blank[:, 1:], score)], axis=-1)
+
+    def step(carry, frame):
+        blank, label = carry
+        label_score, blank_score, pad = frame
+        # A label state may hand over to the blank after it without consuming a frame,
+        # except before a repeated label.
+        reachable = join_tail(blank, label + log_epsilon * repeat)
+        new_label = jnp.logaddexp(reachable[:, :-1] + label_score, label + label_score)
+        new_blank = join_tail(reachable + blank_score, label + blank_score + log_epsilon * (1.0 - repeat))
+        padded = pad[:, None] > 0
+        new_blank = jnp.where(padded, blank, new_blank)
+        new_label = jnp.where(padded, label, new_label)
+        return (new_blank, new_label), (new_blank, new_label)
+
+    init_blank = jnp.full((batch, max_labels + 1), log_epsilon, jnp.float32).at[:, 0].set(0.0)
+    init_label = jnp.full((batch, max_labels), log_epsilon, jnp.float32)
+    frames = (label_scores, blank_scores, jnp.moveaxis(logit_paddings, 1, 0))
+    _, (log_alpha_blank, log_alpha_label) = jax.lax.scan(step, (init_blank, init_label), frames)
+    # After the last frame the final label state may still hand over to its blank.
+    final = join_tail(log_alpha_blank[-1], log_alpha_label[-1])
+    log_alpha_blank = log_alpha_blank.at[-1].set(final)
+    loss = -jnp.take_along_axis(final, label_lengths[:, None], axis=1)[:, 0]
+    return loss, log_alpha_blank, log_alpha_label
+
+
+def ctc_loss(
+    logits: ArrayLike,
+    logit_paddings: ArrayLike,
+    labels: ArrayLike,
+    label_paddings: ArrayLike,
+    *,
+    blank_id: int = 0,
+    log_epsilon: ArrayLike = -1e5,
+) -> jax.Array:
+    """Connectionist temporal classification loss: ``-log p(labels | logits)`` over alignments.
+
+    Args:
+      logits: shape ``[B, T, K]``, floating; ``K`` counts the blank class too.
+      logit_paddings: shape ``[B, T]``, 1.0 where a frame is padding, else 0.0.
+      labels: integer labels, shape ``[B, N]``, right-padded.
+      label_paddings: shape ``[B, N]``, 1.0 where a label is padding, else 0.0.
+      blank_id: the class of the blank symbol.
+      log_epsilon: the stand-in for ``log(0)``.
+
+    Returns:
+      The loss per sequence, shape ``[B]``.
+
+    Raises:
+      TypeError: if ``logits`` is not floating.
+      ValueError: if the ranks or shapes of the four arrays do not agree.
+
+    References:
+      Graves, Fernández, Gomez and Schmidhuber, `Connectionist Temporal Classification:
+      Labelling Unsegmented Sequence Data with Recurrent Neural Networks
+      <https://www.cs.toronto.edu/~graves/icml_2006.pdf>`_, 2006.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> # Two equally likely classes, three frames, label "1": 6 of the 8 paths align (not 000, 101).
+      >>> loss = gx.ctc_loss(jnp.zeros((1, 3, 2)), jnp.zeros((1, 3)), jnp.array([[1]]), jnp.zeros((1, 1)))
+      >>> [round(v, 4) for v in loss.tolist()]
+      [0.2877]
+    """
+    loss, _, _ = ctc_loss_with_forward_probs(
+        logits, logit_paddings, labels, label_paddings, blank_id=blank_id, log_epsilon=log_epsilon
+    )
+    return loss
+
+
+def ranking_softmax_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduce_fn: Callable[..., ArrayLike] | None = jnp.mean,
+) -> jax.Array:
+    """Listwise softmax loss for ranking: ``-sum_i y_i log softmax(s)_i`` over each list.
+
+    As in Optax, the relevance labels are used as given, not normalised to sum to 1.
+
+    Args:
+      logits: item scores, shape ``[..., list_size]``, floating.
+      labels: item relevances, broadcastable to ``logits``' shape.
+      where: optional mask of the valid items; a list with no valid item has no loss.
+      weights: optional per-item weights, multiplied into the labels.
+      reduce_fn: reduces the per-list losses (``jnp.mean`` or ``jnp.sum``, called with
+        ``where=``); ``None`` returns them (0 for lists with no valid item). A mean over no
+        valid list is 0, not NaN.
+
+    Returns:
+      The reduced loss, or the loss per list, shape ``[...]``, when ``reduce_fn`` is None.
+
+    Raises:
+      TypeError: if ``logits`` is not floating.
+      ValueError: if ``labels`` would broadcast ``logits`` to a larger shape.
+
+    References:
+      Cao, Qin, Liu, Tsai and Li, `Learning to Rank: From Pairwise Approach to Listwise
+      Approach <https://doi.org/10.1145/1273496.1273513>`_, 2007.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> scores, relevance = jnp.array([[0.0, 0.0]]), jnp.array([[1.0, 0.0]])
+      >>> round(gx.losses.ranking_softmax_loss(scores, relevance).tolist(), 4)
+      0.6931
+    """
+    logits = _floating(logits, "logits")
+    _fits(logits, "logits", labels, "labels")
+    labels = jnp.asarray(labels).astype(logits.dtype)
+    if where is not None:
+        labels = jnp.where(where, labels, 0.0)
+        logits = jnp.where(where, logits, -jnp.inf)
+    if weights is not None:
+        labels = labels * weights
+    loss = -jnp.sum(labels * jax.nn.log_softmax(logits, axis=-1), axis=-1, where=where)
+    valid = None if where is None else jnp.any(where, axis=-1)
+    if reduce_fn is None:
+        return loss if valid is None else jnp.where(valid, loss, 0.0)
+    out = reduce_fn(loss, where=valid)
+    if reduce_fn is jnp.mean:
+        # No valid list at all gives 0/0; that is an empty batch, not a broken input.
+        out = jnp.where(jnp.isnan(out) & ~jnp.any(jnp.isnan(loss)), 0.0, out)
+    return out
+
+
+def make_fenchel_young_loss(max_fun: Callable[..., ArrayLike]) -> Callable[..., jax.Array]:
+    """Builds the Fenchel-Young loss ``max_fun(scores) - <targets, scores>`` of a max function.
+
+    With ``jax.scipy.special.logsumexp`` it is the softmax cross entropy; with the sparsemax
+    conjugate, the sparsemax loss.
+
+    Args:
+      max_fun: a convex "max" function of one score vector (1-D) to a scalar; it is applied
+        to each vector along the last axis, with any extra arguments of the loss.
+
+    Returns:
+      ``loss(scores, targets, *args, **kwargs)``, of ``scores``' shape without its last axis.
+
+    References:
+      Blondel, Martins and Niculae, `Learning with Fenchel-Young Losses
+      <https://arxiv.org/abs/1901.02324>`_, 2020.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> from jax.scipy.special import logsumexp
+      >>> loss = gx.losses.make_fenchel_young_loss(logsumexp)
+      >>> [round(v, 4) for v in loss(jnp.array([[1.2, -0.8, -0.5]]), jnp.array([[1.0, 0.0, 0.0]])).tolist()]
+      [0.2761]
+    """
+    per_vector = jnp.vectorize(max_fun, signature="(n)->()")
+    inner = jnp.vectorize(jnp.vdot, signature="(n),(n)->()")
+
+    def fenchel_young_loss(scores: ArrayLike, targets: ArrayLike, *args, **kwargs) -> jax.Array:
+        return per_vector(scores, *args, **kwargs) - inner(targets, scores)
+
+    return fenchel_young_loss
+
+
 # --------------------------------------------------------------------------- divergences
 
 
@@ -881,6 +1170,200 @@ def cosine_distance(
       [2.0]
     """
     return 1.0 - cosine_similarity(predictions, targets, epsilon=epsilon, axis=axis, where=where)
+
+
+# --------------------------------------------------------------------------- segmentation
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def dice_loss(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    class_weights: ArrayLike | None = None,
+    smooth: ArrayLike = 1.0,
+    alpha: ArrayLike = 0.5,
+    beta: ArrayLike = 0.5,
+    apply_softmax: bool = True,
+    reduction: str = "mean",
+    ignore_background: bool = False,
+    axis: ArrayLike | None = None,
+) -> jax.Array:
+    """Dice (Tversky) loss per class: ``1 - (TP + smooth) / (TP + alpha FP + beta FN + smooth)``.
+
+    ``TP``, ``FP`` and ``FN`` are soft counts (sums of probabilities) of true positives, false
+    positives and false negatives. ``alpha = beta = 0.5`` is the Dice loss, ``alpha = beta =
+    1`` the Jaccard (IoU) loss.
+
+    Args:
+      predictions: logits (or probabilities, with ``apply_softmax=False``), shape
+        ``[batch, ..., num_classes]``, or ``[batch, ...]`` for one binary class.
+      targets: one-hot or binary targets of the same shape (a missing class axis of size 1 is
+        added to either).
+      class_weights: optional weights of shape ``[num_classes]``.
+      smooth: added to numerator and denominator, so empty classes give a finite loss.
+      alpha: weight of false positives.
+      beta: weight of false negatives.
+      apply_softmax: turn logits into probabilities (a sigmoid for one class, else a softmax).
+      reduction: over the classes: ``"mean"``, ``"sum"`` or ``"none"`` (per-class losses).
+      ignore_background: leave class 0 out (when there are several classes).
+      axis: the axes summed over; by default all but the first (batch) and the last (class).
+
+    Returns:
+      The loss per example, shape ``[batch]`` (``[batch, num_classes]`` for ``"none"``).
+
+    Raises:
+      TypeError: if ``predictions`` is not floating.
+      ValueError: if ``reduction`` is unknown, the shapes differ, ``class_weights`` is not
+        1-D, or, with ``apply_softmax=False`` and several classes, concrete (not traced)
+        predictions do not sum to 1 over the classes. Under ``jit`` that last check is
+        skipped (Optax fails there with a tracer error).
+
+    References:
+      Milletari, Navab and Ahmadi, `V-Net: Fully Convolutional Neural Networks for Volumetric
+      Medical Image Segmentation <https://arxiv.org/abs/1606.04797>`_, 2016; Salehi, Erdogmus
+      and Gholipour, `Tversky loss function for image segmentation
+      <https://arxiv.org/abs/1706.05721>`_, 2017.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> target = jnp.array([[[1.0, 0.0], [0.0, 1.0]]])            # batch 1, 2 pixels, 2 classes
+      >>> gx.losses.dice_loss(target * 20.0, target, smooth=0.0).round(3).tolist()
+      [0.0]
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got reduction={reduction!r}.")
+    predictions = _floating(predictions, "predictions")
+    targets = jnp.asarray(targets)
+    if predictions.ndim == targets.ndim - 1:
+        predictions = predictions[..., None]
+    elif targets.ndim == predictions.ndim - 1:
+        targets = targets[..., None]
+    _same_shape(predictions, "predictions", targets, "targets")
+    num_classes = predictions.shape[-1]
+    if apply_softmax:
+        probs = jax.nn.sigmoid(predictions) if num_classes == 1 else jax.nn.softmax(predictions, axis=-1)
+    else:
+        probs = predictions
+        if num_classes > 1 and not isinstance(predictions, jax.core.Tracer):
+            sums = jnp.sum(predictions, axis=-1)
+            if not jnp.allclose(sums, 1.0, rtol=1e-5):
+                raise ValueError(
+                    "with apply_softmax=False, predictions must be probabilities that sum to 1 over the "
+                    f"class axis; their sums range over [{float(sums.min()):.6f}, {float(sums.max()):.6f}]."
+                )
+    if axis is None:
+        axis = tuple(range(1, probs.ndim - 1))
+    intersection = jnp.sum(probs * targets, axis=axis)
+    false_positives = jnp.sum(probs, axis=axis) - intersection
+    false_negatives = jnp.sum(targets, axis=axis) - intersection
+    denominator = intersection + alpha * false_positives + beta * false_negatives + smooth
+    loss = 1.0 - (intersection + smooth) / denominator
+    if class_weights is not None:
+        if jnp.ndim(class_weights) != 1:
+            raise ValueError(f"class_weights must be 1-D [num_classes], got shape {_shape(class_weights)}.")
+        loss = loss * class_weights
+    if ignore_background and num_classes > 1:
+        loss = loss[..., 1:]
+    if reduction == "mean":
+        return jnp.mean(loss, axis=-1)
+    return jnp.sum(loss, axis=-1) if reduction == "sum" else loss
+
+
+def multiclass_generalized_dice_loss(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    smooth: ArrayLike = 1.0,
+    apply_softmax: bool = True,
+    ignore_background: bool = False,
+) -> jax.Array:
+    """Generalised Dice loss: `dice_loss` with each class weighted by 1 / (its frequency)².
+
+    Weights are normalised to average 1; rare classes then count as much as frequent ones.
+
+    Args:
+      predictions: logits, shape ``[batch, ..., num_classes]``.
+      targets: one-hot targets of the same shape.
+      smooth: added to numerator and denominator.
+      apply_softmax: turn logits into probabilities.
+      ignore_background: leave class 0 out.
+
+    Returns:
+      A scalar: the mean over examples and classes.
+
+    Raises:
+      TypeError: if ``predictions`` is not floating.
+      ValueError: if the shapes differ.
+
+    References:
+      Sudre et al., `Generalised Dice overlap as a deep learning loss function for highly
+      unbalanced segmentations <https://arxiv.org/abs/1707.03237>`_, 2017.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> target = jnp.array([[[1.0, 0.0], [0.0, 1.0]]])
+      >>> round(gx.losses.multiclass_generalized_dice_loss(target * 20.0, target, smooth=0.0).tolist(), 3)
+      0.0
+    """
+    _same_shape(predictions, "predictions", targets, "targets")
+    targets = jnp.asarray(targets)
+    frequencies = jnp.sum(targets, axis=tuple(range(targets.ndim - 1)))
+    weights = 1.0 / (frequencies**2 + 1e-7)
+    weights = weights / jnp.sum(weights) * weights.shape[0]
+    per_class = dice_loss(
+        predictions,
+        targets,
+        class_weights=weights,
+        smooth=smooth,
+        apply_softmax=apply_softmax,
+        reduction="none",
+        ignore_background=ignore_background,
+    )
+    return jnp.mean(per_class)
+
+
+def binary_dice_loss(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    smooth: ArrayLike = 1.0,
+    apply_sigmoid: bool = True,
+) -> jax.Array:
+    """`dice_loss` of one binary class.
+
+    With ``apply_sigmoid=False`` the predictions are probabilities of the positive class;
+    Optax 0.2.8 refuses those unless they are all 1 (it checks that they sum to 1 over a
+    class axis of size 1), this function takes them.
+
+    Args:
+      predictions: logits (or probabilities), shape ``[batch, ...]`` or ``[batch, ..., 1]``.
+      targets: 0/1 targets of the same shape.
+      smooth: added to numerator and denominator.
+      apply_sigmoid: turn logits into probabilities.
+
+    Returns:
+      The loss per example, shape ``[batch]``.
+
+    Raises:
+      TypeError: if ``predictions`` is not floating.
+      ValueError: if the shapes differ.
+
+    References:
+      Milletari, Navab and Ahmadi, `V-Net: Fully Convolutional Neural Networks for Volumetric
+      Medical Image Segmentation <https://arxiv.org/abs/1606.04797>`_, 2016.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> probs, target = jnp.array([[0.9, 0.1]]), jnp.array([[1.0, 0.0]])
+      >>> [round(v, 4) for v in gx.losses.binary_dice_loss(probs, target, apply_sigmoid=False).tolist()]
+      [0.05]
+    """
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.ndim == targets.ndim and predictions.shape[-1] != 1:
+        predictions, targets = predictions[..., None], targets[..., None]
+    return dice_loss(predictions, targets, smooth=smooth, apply_softmax=apply_sigmoid, reduction="mean")
 
 
 # --------------------------------------------------------------------------- smoothing, metric learning

@@ -37,6 +37,14 @@ ZERO_TARGETS = jnp.array([[0.0, 0.2, 0.8], [0.5, 0.5, 0.0]])
 LOG_PREDS = jax.nn.log_softmax(_normal(2, 3))
 EMBEDDINGS = _normal(6, 3)
 GROUPS = jnp.array([0, 0, 1, 1, 2, 2])
+CTC_LOGITS = _normal(3, 7, 5)
+CTC_LOGIT_PADDINGS = jnp.array([[0.0] * 7, [0.0] * 5 + [1.0] * 2, [0.0] * 6 + [1.0]])
+CTC_LABELS = jnp.array([[1, 2, 2, 3], [4, 1, 0, 0], [3, 3, 1, 0]])
+CTC_LABEL_PADDINGS = jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
+CTC = (CTC_LOGITS, CTC_LOGIT_PADDINGS, CTC_LABELS, CTC_LABEL_PADDINGS)
+SEG_LOGITS = _normal(2, 3, 4, 3)
+SEG_TARGETS = jax.nn.one_hot(jnp.asarray(RNG.integers(0, 3, (2, 3, 4))), 3)
+RELEVANCE = jnp.asarray(RNG.integers(0, 3, (4, 5)), jnp.float32)
 
 
 # (id, name, positional args, keyword args)
@@ -68,6 +76,25 @@ CASES = [
     ("multiclass_hinge", "multiclass_hinge_loss", (LOGITS, INT_LABELS), {}),
     ("multiclass_perceptron", "multiclass_perceptron_loss", (LOGITS, INT_LABELS), {}),
     ("sparsemax", "sparsemax_loss", (BINARY_LOGITS, BINARY.astype(jnp.int32)), {}),
+    ("multiclass_sparsemax", "multiclass_sparsemax_loss", (LOGITS, INT_LABELS), {}),
+    ("ctc", "ctc_loss", CTC, {}),
+    ("ctc-blank_id", "ctc_loss", CTC, {"blank_id": 2}),
+    ("ctc_with_forward_probs", "ctc_loss_with_forward_probs", CTC, {"log_epsilon": -1e4}),
+    ("ranking_softmax", "ranking_softmax_loss", (LOGITS, RELEVANCE), {}),
+    ("ranking_softmax-where_weights", "ranking_softmax_loss", (LOGITS, RELEVANCE),
+     {"where": MASK.at[1].set(False), "weights": SOFT}),
+    ("ranking_softmax-sum", "ranking_softmax_loss", (LOGITS, RELEVANCE), {"where": MASK, "reduce_fn": jnp.sum}),
+    ("ranking_softmax-none", "ranking_softmax_loss", (LOGITS, RELEVANCE),
+     {"where": MASK.at[1].set(False), "reduce_fn": None}),
+    ("ranking_softmax-no_valid_list", "ranking_softmax_loss", (LOGITS, RELEVANCE), {"where": MASK & False}),
+    ("dice", "dice_loss", (SEG_LOGITS, SEG_TARGETS), {}),
+    ("dice-tversky", "dice_loss", (SEG_LOGITS, SEG_TARGETS), {"alpha": 0.3, "beta": 0.7, "smooth": 0.5}),
+    ("dice-none", "dice_loss", (SEG_LOGITS, SEG_TARGETS), {"reduction": "none", "axis": (1,)}),
+    ("dice-weights_sum_no_bg", "dice_loss", (SEG_LOGITS, SEG_TARGETS),
+     {"class_weights": jnp.array([1.0, 2.0, 3.0]), "reduction": "sum", "ignore_background": True}),
+    ("dice-binary_class_axis_added", "dice_loss", (SEG_LOGITS[..., 0], SEG_TARGETS[..., :1]), {}),
+    ("generalized_dice", "multiclass_generalized_dice_loss", (SEG_LOGITS, SEG_TARGETS), {"ignore_background": True}),
+    ("binary_dice", "binary_dice_loss", (SEG_LOGITS[..., 0], SEG_TARGETS[..., 0]), {"smooth": 0.1}),
     ("kl", "kl_divergence", (LOG_PREDS, ZERO_TARGETS), {}),
     ("kl-axis0", "kl_divergence", (LOG_PREDS, ZERO_TARGETS), {"axis": 0}),
     ("kl-where", "kl_divergence", (LOG_PREDS, ZERO_TARGETS), {"where": ZERO_TARGETS < 0.6}),
@@ -97,15 +124,13 @@ CASES = [
     ("ntxent-temperature", "ntxent", (EMBEDDINGS, GROUPS), {"temperature": 0.5}),
 ]
 IDS = [case[0] for case in CASES]
-# Losses with a float first argument whose gradient both libraries define.
-GRAD_CASES = [case for case in CASES if case[0] not in {"softmax_ce-minus_inf_is_nan"}]
 
 
-def _call(module, name, args, kwargs, jit):
-    fn = getattr(module, name)
-    if jit:
-        return jax.jit(lambda *a: fn(*a, **kwargs))(*args)
-    return fn(*args, **kwargs)
+# Cases whose gradient is not compared (NaN by design, or a tuple of outputs): their values are
+# compared under jit on their own.
+NO_GRAD = {"softmax_ce-minus_inf_is_nan", "ctc_with_forward_probs"}
+GRAD_CASES = [case for case in CASES if case[0] not in NO_GRAD]
+JIT_ONLY_CASES = [case for case in CASES if case[0] in NO_GRAD]
 
 
 @pytest.fixture(autouse=True)
@@ -115,24 +140,58 @@ def _no_deprecation_noise():
         yield
 
 
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def _assert_same(ours, theirs, rtol=2e-6, atol=1e-6):
+    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+    for mine, optaxs in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+        assert mine.shape == optaxs.shape and mine.dtype == optaxs.dtype
+        np.testing.assert_allclose(mine, optaxs, rtol=rtol, atol=atol)
+
+
+@pytest.fixture(scope="module")
+def jitted_values_and_grads():
+    """For every gradient case, the value under jit and the gradient with respect to the first
+    (floating) argument, from one compiled program per library (compiling a program per case
+    would make up most of this file's run time)."""
+
+    def all_cases(module):
+        def run():
+            out = {}
+            for case_id, name, args, kwargs in GRAD_CASES:
+                fn = lambda x, name=name, args=args, kwargs=kwargs: getattr(module, name)(x, *args[1:], **kwargs)
+                out[case_id] = (fn(args[0]), jax.grad(lambda y, fn=fn: jnp.sum(fn(y)))(args[0]))
+            return out
+
+        return jax.jit(run)()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return all_cases(gx.losses), all_cases(optax.losses)
+
+
 @pytest.mark.parametrize("case_id, name, args, kwargs", CASES, ids=IDS)
-def test_value_matches_optax(case_id, name, args, kwargs, jit):
-    ours = _call(gx.losses, name, args, kwargs, jit)
-    theirs = _call(optax.losses, name, args, kwargs, jit)
-    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
-    np.testing.assert_allclose(ours, theirs, rtol=2e-6, atol=1e-6)
+def test_eager_value_matches_optax(case_id, name, args, kwargs, jitted_values_and_grads):
+    ours = getattr(gx.losses, name)(*args, **kwargs)
+    if case_id in NO_GRAD:
+        theirs = getattr(optax.losses, name)(*args, **kwargs)
+    else:  # Optax's value under jit, computed once for all cases; ours runs op by op.
+        theirs = jitted_values_and_grads[1][case_id][0]
+    _assert_same(ours, theirs)
 
 
-@pytest.mark.parametrize("case_id, name, args, kwargs", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
-def test_gradient_matches_optax(case_id, name, args, kwargs):
-    def grad(module):
-        loss = lambda x: jnp.sum(getattr(module, name)(x, *args[1:], **kwargs))
-        return jax.jit(jax.grad(loss))(args[0])
+@pytest.mark.parametrize("case_id, name, args, kwargs", JIT_ONLY_CASES, ids=[c[0] for c in JIT_ONLY_CASES])
+def test_jitted_value_matches_optax(case_id, name, args, kwargs):
+    def jitted(module):
+        return jax.jit(lambda *a: getattr(module, name)(*a, **kwargs))(*args)
 
-    ours, theirs = grad(gx.losses), grad(optax.losses)
-    assert np.all(np.isfinite(ours))
-    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    _assert_same(jitted(gx.losses), jitted(optax.losses))
+
+
+@pytest.mark.parametrize("case_id", [c[0] for c in GRAD_CASES])
+def test_jitted_value_and_gradient_match_optax(case_id, jitted_values_and_grads):
+    ours, theirs = (results[case_id] for results in jitted_values_and_grads)
+    _assert_same(ours[0], theirs[0])
+    assert np.all(np.isfinite(ours[1]))
+    _assert_same(ours[1], theirs[1], rtol=1e-5)
 
 
 def test_safe_softmax_cross_entropy_is_finite_where_the_plain_one_is_not():
@@ -187,6 +246,9 @@ BAD_SHAPES = [
     ("huber-column_targets", lambda: gx.huber_loss(jnp.zeros(3), jnp.zeros((3, 1))), "(3,)", "(3, 1)"),
     ("kl-incompatible", lambda: gx.kl_divergence(LOG_PREDS, ZERO_TARGETS.T), "(2, 3)", "(3, 2)"),
     ("ntxent-labels", lambda: gx.ntxent(EMBEDDINGS, GROUPS[:4]), "(6, 3)", "(4,)"),
+    ("ctc-labels", lambda: gx.ctc_loss(CTC_LOGITS, CTC_LOGIT_PADDINGS, CTC_LABELS[:2], CTC_LABEL_PADDINGS),
+     "(3, 7, 5)", "(2, 4)"),
+    ("dice-targets", lambda: gx.losses.dice_loss(SEG_LOGITS, SEG_TARGETS[:1]), "(2, 3, 4, 3)", "(1, 3, 4, 3)"),
 ]
 
 
@@ -213,3 +275,35 @@ def test_mismatched_shapes_raise_under_jit_too():
 def test_wrong_dtype_raises_type_error(call, match):
     with pytest.raises(TypeError, match=match):
         call()
+
+
+def test_fenchel_young_loss_of_logsumexp_matches_optax_and_is_cross_entropy():
+    from jax.scipy.special import logsumexp
+
+    ours = gx.losses.make_fenchel_young_loss(logsumexp)(LOGITS, SOFT)
+    _assert_same(ours, optax.losses.make_fenchel_young_loss(logsumexp)(LOGITS, SOFT))
+    np.testing.assert_allclose(ours, gx.softmax_cross_entropy(LOGITS, SOFT), rtol=1e-5, atol=1e-6)  # rows sum to 1
+
+
+def test_binary_dice_loss_takes_probabilities_where_optax_refuses_them():
+    probs, targets = jax.nn.sigmoid(SEG_LOGITS[..., 0]), SEG_TARGETS[..., 0]
+    with pytest.raises(ValueError):
+        optax.losses.binary_dice_loss(probs, targets, apply_sigmoid=False)
+    np.testing.assert_allclose(
+        gx.losses.binary_dice_loss(probs, targets, apply_sigmoid=False),
+        optax.losses.binary_dice_loss(SEG_LOGITS[..., 0], targets),
+        rtol=1e-6,
+    )
+
+
+def test_dice_loss_checks_probabilities_eagerly_and_runs_under_jit():
+    with pytest.raises(ValueError, match="sum to 1"):
+        gx.losses.dice_loss(SEG_TARGETS * 0.5, SEG_TARGETS, apply_softmax=False)
+    probs = jax.nn.softmax(SEG_LOGITS)
+    jitted = jax.jit(lambda p: gx.losses.dice_loss(p, SEG_TARGETS, apply_softmax=False))(probs)
+    np.testing.assert_allclose(jitted, optax.losses.dice_loss(probs, SEG_TARGETS, apply_softmax=False), rtol=1e-6)
+
+
+def test_dice_loss_refuses_an_unknown_reduction():
+    with pytest.raises(ValueError, match="reduction='avg'"):
+        gx.losses.dice_loss(SEG_LOGITS, SEG_TARGETS, reduction="avg")
