@@ -2,9 +2,10 @@
 
 Most functions return per-example losses (reduce them with ``.mean()`` yourself); ``ntxent``,
 ``multiclass_generalized_dice_loss`` and ``ranking_softmax_loss`` (with its default
-``reduce_fn``) return one number for the batch. Unlike Optax, inputs whose shapes would broadcast into a
-silently wrong answer (labels of shape ``(B, 1)`` against logits of shape ``(B,)`` give a
-``(B, B)`` loss) are refused at call time with a ``ValueError`` that names both shapes.
+``reduce_fn``) return one number for the batch. Unlike Optax, inputs whose shapes would
+broadcast into a silently wrong answer (labels of shape ``(B, 1)`` against logits of shape
+``(B,)`` give a ``(B, B)`` loss) are refused at call time with a ``ValueError`` that names
+both shapes.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ _ENLARGES = (
 )
 _INCOMPATIBLE = "{a} of shape {a_shape} and {b} of shape {b_shape} do not broadcast together."
 _LABEL_SHAPE = (
-    "labels of shape {labels_shape} do not match logits of shape {logits_shape}: integer labels "
-    "hold one class index per example, so their shape must be logits' shape without the class "
+    "labels of shape {labels_shape} do not match {logits} of shape {logits_shape}: integer labels "
+    "hold one class index per example, so their shape must be {logits}' shape without the class "
     "axis (here {expected})."
 )
 
@@ -71,14 +72,18 @@ def _compatible(*named: tuple[ArrayLike, str]) -> None:
         raise ValueError(f"{listed} do not broadcast together.") from None
 
 
-def _check_label_shape(labels: jax.Array, logits_shape: tuple[int, ...], batch_shape: tuple[int, ...]) -> None:
+def _check_label_shape(
+    labels: jax.Array, logits_shape: tuple[int, ...], batch_shape: tuple[int, ...], logits: str = "logits"
+) -> None:
     """Raises unless integer ``labels`` broadcast to ``batch_shape`` without enlarging it."""
     try:
         fits = np.broadcast_shapes(batch_shape, labels.shape) == batch_shape
     except ValueError:
         fits = False
     if not fits:
-        message = _LABEL_SHAPE.format(labels_shape=labels.shape, logits_shape=logits_shape, expected=batch_shape)
+        message = _LABEL_SHAPE.format(
+            labels_shape=labels.shape, logits=logits, logits_shape=logits_shape, expected=batch_shape
+        )
         raise ValueError(message)
 
 
@@ -428,7 +433,7 @@ def _label_score(scores: jax.Array, labels: ArrayLike) -> tuple[jax.Array, jax.A
     """The one-hot encoding of ``labels`` and the score of each example's true class."""
     labels = jnp.asarray(labels)
     batch_shape = scores.shape[:-1]
-    _check_label_shape(labels, scores.shape, batch_shape)
+    _check_label_shape(labels, scores.shape, batch_shape, "scores")
     one_hot = jax.nn.one_hot(jnp.broadcast_to(labels, batch_shape), scores.shape[-1], dtype=scores.dtype)
     return one_hot, jnp.sum(scores * one_hot, axis=-1)
 
