@@ -36,11 +36,34 @@ from gradxform.core import (
 from gradxform.kernels import kernel_status as kernel_status, update_and_apply as update_and_apply
 from gradxform.inspect import Diagram as Diagram, describe as describe, diagram as diagram
 from gradxform.tracing import OptimizerTrace as OptimizerTrace, trace_optimizer as trace_optimizer
+# Loss functions that Optax also exports at top level; the rest are under gx.losses.
+from gradxform.losses import (
+    convex_kl_divergence as convex_kl_divergence,
+    cosine_distance as cosine_distance,
+    cosine_similarity as cosine_similarity,
+    ctc_loss as ctc_loss,
+    ctc_loss_with_forward_probs as ctc_loss_with_forward_probs,
+    generalized_kl_divergence as generalized_kl_divergence,
+    hinge_loss as hinge_loss,
+    huber_loss as huber_loss,
+    kl_divergence as kl_divergence,
+    l2_loss as l2_loss,
+    log_cosh as log_cosh,
+    ntxent as ntxent,
+    safe_softmax_cross_entropy as safe_softmax_cross_entropy,
+    sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss as sigmoid_focal_loss,
+    smooth_labels as smooth_labels,
+    softmax_cross_entropy as softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels,
+    squared_error as squared_error,
+)
 from gradxform.optimizers import *  # noqa: F401,F403
 from gradxform.primitives import *  # noqa: F401,F403
 from gradxform.schedules import *  # noqa: F401,F403
 from gradxform.wrappers import *  # noqa: F401,F403
 from gradxform.distributed import *  # noqa: F401,F403
+from gradxform import losses as losses
 from gradxform import schedules as schedules
 from gradxform.primitives import projections as projections
 from gradxform import tree as tree
