@@ -90,6 +90,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "scale_by_schedule": {"step_size_fn": lambda: gx.schedules.exponential_decay(-0.1, 3, 0.5)},
     "schedule_free": {"base_optimizer": lambda: gx.sgd(0.1)},
     "scale_by_backtracking_linesearch": {"max_backtracking_steps": 5},
+    "scale_by_dog": {"init_step": ("distance", 0.1)},
     "scale_by_power_decay": {"rate": 0.1, "power": 0.5},
     "scale_by_zoom_linesearch": {"max_linesearch_steps": 5},
     "smooth_sign": {"beta": 2.0},

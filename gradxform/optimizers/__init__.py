@@ -75,6 +75,17 @@ from gradxform.optimizers.linesearch import (
     value_and_grad_from_state as value_and_grad_from_state,
 )
 from gradxform.optimizers.muon import muon as muon, scale_by_muon as scale_by_muon
+from gradxform.optimizers.parameter_free import (
+    COCOBState as COCOBState,
+    DoGState as DoGState,
+    DoWGState as DoWGState,
+    cocob as cocob,
+    dog as dog,
+    dowg as dowg,
+    scale_by_cocob as scale_by_cocob,
+    scale_by_dog as scale_by_dog,
+    scale_by_dowg as scale_by_dowg,
+)
 from gradxform.optimizers.polyak import polyak_sgd as polyak_sgd, scale_by_polyak as scale_by_polyak
 from gradxform.optimizers.recent_adaptive import (
     ProdigyState as ProdigyState,
