@@ -56,6 +56,8 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "conditionally_transform": {"inner": lambda: gx.adam(0.1), "should_transform_fn": lambda: gx.all_finite},
     "clip_by_step": {"clip_value_fn": lambda: gx.schedules.linear_schedule(1.0, 0.1, 10)},
     "delay_compensation": {"lamda": 0.1},
+    "differentially_private_aggregate": {"l2_norm_clip": 1.0, "noise_multiplier": 0.5, "key": 0},
+    "dpsgd": {"l2_norm_clip": 1.0, "noise_multiplier": 0.5, "seed": 0, "momentum": 0.9},
     "dynamic_loss_scale": {"inner": lambda: gx.sgd(0.1)},
     "ema": {"decay": 0.9},
     "ema_difference": {"decay": 0.9},
@@ -94,6 +96,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "scale_by_power_decay": {"rate": 0.1, "power": 0.5},
     "scale_by_zoom_linesearch": {"max_linesearch_steps": 5},
     "smooth_sign": {"beta": 2.0},
+    "split_real_and_imaginary": {"inner": lambda: gx.adam(0.1)},
     "snapshot": {"measure_name": "norm", "measure": lambda: gx.global_norm},
     "stateless": {"f": lambda: gx.apply_updates},
     "stateless_with_tree_map": {"f": lambda: gx.apply_updates},
@@ -105,6 +108,9 @@ VARIADIC: dict[str, Any] = {
     "named_chain": lambda: (("clip", gx.clip(1.0)), ("opt", gx.adam(0.1))),
     "chain": lambda: (gx.clip(1.0), gx.adam(gx.schedules.warmup_cosine_decay_schedule(0.0, 0.1, 2, 10)), gx.named("tail", gx.scale(0.5))),
 }
+
+# Factories that take per-example gradients (a batch axis in front of each parameter's shape).
+PER_EXAMPLE = {"differentially_private_aggregate", "dpsgd"}
 
 EXPORTED = sorted(name for name in REGISTRY if getattr(gx, name, None) is REGISTRY[name])
 
@@ -140,6 +146,8 @@ def run(tx: gx.GradientTransformation, name: str = "") -> tuple[list[Any], Any]:
     def update(state, params):
         at = params.fast if name == "lookahead" else params
         value, grad = jax.value_and_grad(objective)(at)
+        if name in PER_EXAMPLE:  # a batch of two examples
+            grad = jax.tree.map(lambda g: jnp.stack([g, -0.5 * g]), grad)
         return tx.update(grad, state, params, value=value, grad=grad, value_fn=objective)
 
     if name == "periodic_average":

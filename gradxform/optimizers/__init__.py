@@ -60,6 +60,7 @@ from gradxform.optimizers.adaptive_variants import (
 from gradxform.optimizers.factored import adafactor as adafactor, scale_by_sm3 as scale_by_sm3, sm3 as sm3
 from gradxform.optimizers.large_batch import fromage as fromage, lamb as lamb, lars as lars
 from gradxform.optimizers.noisy import noisy_sgd as noisy_sgd
+from gradxform.optimizers.private import dpsgd as dpsgd
 from gradxform.optimizers.optimistic import (
     optimistic_adam_v2 as optimistic_adam_v2,
     optimistic_gradient_descent as optimistic_gradient_descent,

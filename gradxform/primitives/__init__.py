@@ -4,6 +4,7 @@ from gradxform.primitives.clipping import (
     clip as clip,
     clip_by_global_norm as clip_by_global_norm,
     global_norm as global_norm,
+    normalize as normalize,
     normalize_by_update_norm as normalize_by_update_norm,
 )
 from gradxform.primitives.elementwise import (

@@ -107,3 +107,34 @@ def normalize_by_update_norm(scale_factor: float = 1.0, eps: float = 1e-6) -> Gr
         return jax.tree.map(lambda g: (g / divisor).astype(g.dtype), updates), state
 
     return GradientTransformation(lambda params: EmptyState(), update)
+
+
+@transformation()
+def normalize() -> GradientTransformation:
+    """Divides all updates by their global L2 norm, so that together they have norm 1.
+
+    Optax's ``optax.contrib.normalize``, which sharpness-aware minimization uses for its
+    adversarial ascent step. Unlike Optax's, all-zero updates
+    stay zero instead of becoming NaN. `normalize_by_update_norm` adds a scale and an epsilon.
+
+    Returns:
+      A stateless transformation. Updates keep their dtype.
+
+    References:
+      Foret, Kleiner, Mobahi & Neyshabur, "Sharpness-Aware Minimization for Efficiently
+      Improving Generalization", ICLR 2021. https://arxiv.org/abs/2010.01412
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.normalize()
+      >>> tx.update({"a": jnp.array([3.0]), "b": jnp.array([4.0])}, tx.init(None))[0]["b"].tolist()
+      [0.800000011920929]
+    """
+
+    def update(updates, state, params=None, **extra):
+        norm = global_norm(updates)
+        # A zero norm has no direction to keep: zeros stay zeros rather than 0 / 0 = NaN.
+        divisor = jnp.where(norm == 0, jnp.ones_like(norm), norm)
+        return jax.tree.map(lambda g: (g / divisor).astype(g.dtype), updates), state
+
+    return GradientTransformation(lambda params: EmptyState(), update)

@@ -28,6 +28,11 @@ from gradxform.wrappers.clipping import (
     per_example_global_norm_clip as per_example_global_norm_clip,
     unitwise_norm as unitwise_norm,
 )
+from gradxform.wrappers.complex import (
+    SplitRealAndImaginaryArrays as SplitRealAndImaginaryArrays,
+    SplitRealAndImaginaryState as SplitRealAndImaginaryState,
+    split_real_and_imaginary as split_real_and_imaginary,
+)
 from gradxform.wrappers.inject import inject_hyperparams as inject_hyperparams
 from gradxform.wrappers.finite import (
     ApplyIfFiniteState as ApplyIfFiniteState,
@@ -81,6 +86,10 @@ from gradxform.wrappers.precision import (
     MultiPrecisionState as MultiPrecisionState,
     master_params as master_params,
     multi_precision as multi_precision,
+)
+from gradxform.wrappers.privacy import (
+    DifferentiallyPrivateAggregateState as DifferentiallyPrivateAggregateState,
+    differentially_private_aggregate as differentially_private_aggregate,
 )
 from gradxform.wrappers.quantized import (
     QuantizedArray as QuantizedArray,
