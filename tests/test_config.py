@@ -69,6 +69,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "lookahead": {"fast_optimizer": lambda: gx.adam(0.01), "sync_period": 2, "slow_step_size": 0.5},
     "masked": {"inner": lambda: gx.adam(0.1), "mask": lambda: _by_path({"w": True, "*": False})},
     "measure_with_ema": {"measure": lambda: gx.global_norm, "decay": 0.9},
+    "mechanize": {"base_optimizer": lambda: gx.adam(1.0)},
     "monitor": {"measures": lambda: {"norm": gx.global_norm, "ema": gx.measure_with_ema(gx.global_norm, 0.5)}},
     "multi_precision": {"inner": lambda: gx.adamw(0.01)},
     "multi_steps": {"opt": lambda: gx.sgd(0.1), "every_k_schedule": 2},

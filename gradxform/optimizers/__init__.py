@@ -111,4 +111,16 @@ from gradxform.optimizers.zoom import (
 )
 # --- end issue 3 (second half) ---
 
+# --- Optax contrib: MADGRAD, Simplified AdEMAMix, ACProp ---
+from gradxform.optimizers.contrib_adaptive import (
+    MadgradState as MadgradState,
+    acprop as acprop,
+    madgrad as madgrad,
+    scale_by_acprop as scale_by_acprop,
+    scale_by_madgrad as scale_by_madgrad,
+    scale_by_simplified_ademamix as scale_by_simplified_ademamix,
+    simplified_ademamix as simplified_ademamix,
+)
+# --- end Optax contrib: MADGRAD, Simplified AdEMAMix, ACProp ---
+
 __all__ = [n for n in dir() if not n.startswith("_")]

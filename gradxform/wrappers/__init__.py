@@ -1,5 +1,6 @@
 """Wrappers a real training run needs: parameter groups, safe steps, clipping, accumulation,
-averaging, noise and mixed precision. Each module holds one family; this package re-exports."""
+averaging, noise, mixed precision and step-size tuning (Mechanic). Each module holds one family;
+this package re-exports."""
 
 from gradxform.wrappers.accumulation import (
     ApplyEveryState as ApplyEveryState,
@@ -73,6 +74,7 @@ from gradxform.wrappers.loss_scale import (
     scale_gradient as scale_gradient,
     scale_loss as scale_loss,
 )
+from gradxform.wrappers.mechanic import MechanicState as MechanicState, mechanize as mechanize
 from gradxform.wrappers.monitoring import (
     MonitorState as MonitorState,
     SnapshotState as SnapshotState,
