@@ -67,6 +67,16 @@ from gradxform import losses as losses
 from gradxform import schedules as schedules
 from gradxform.primitives import projections as projections
 from gradxform import tree as tree
+from gradxform import second_order as second_order
+from gradxform.hutchinson import (
+    HutchinsonState as HutchinsonState,
+    hutchinson_estimator_diag_hessian as hutchinson_estimator_diag_hessian,
+)
+from gradxform.linalg import (
+    matrix_inverse_pth_root as matrix_inverse_pth_root,
+    nnls as nnls,
+    power_iteration as power_iteration,
+)
 from gradxform.core import safe_increment as safe_increment
 from gradxform.numerics import (
     safe_int32_increment as safe_int32_increment,
