@@ -123,4 +123,15 @@ from gradxform.optimizers.contrib_adaptive import (
 )
 # --- end Optax contrib: MADGRAD, Simplified AdEMAMix, ACProp ---
 
+# --- Optax contrib: D-Adapt AdamW, MoMo, MoMo-Adam ---
+from gradxform.optimizers.adaptive_step import (
+    DAdaptAdamWState as DAdaptAdamWState,
+    MomoAdamState as MomoAdamState,
+    MomoState as MomoState,
+    dadapt_adamw as dadapt_adamw,
+    momo as momo,
+    momo_adam as momo_adam,
+)
+# --- end Optax contrib: D-Adapt AdamW, MoMo, MoMo-Adam ---
+
 __all__ = [n for n in dir() if not n.startswith("_")]
