@@ -64,6 +64,8 @@ from gradxform.schedules import *  # noqa: F401,F403
 from gradxform.wrappers import *  # noqa: F401,F403
 from gradxform.distributed import *  # noqa: F401,F403
 from gradxform import losses as losses
+from gradxform import microbatching as microbatching
+from gradxform.microbatching import microbatch as microbatch
 from gradxform import schedules as schedules
 from gradxform.primitives import projections as projections
 from gradxform import tree as tree

@@ -66,6 +66,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "freeze": {"mask": {"w": True, "b": False}},
     "layer_moment": {"decay": 0.9},
     "lbsgd_warmup": {"batch_scale": 4.0},
+    "sam": {"optimizer": lambda: gx.sgd(0.1), "adv_optimizer": lambda: gx.chain(gx.normalize(), gx.sgd(0.05))},
     "lookahead": {"fast_optimizer": lambda: gx.adam(0.01), "sync_period": 2, "slow_step_size": 0.5},
     "masked": {"inner": lambda: gx.adam(0.1), "mask": lambda: _by_path({"w": True, "*": False})},
     "measure_with_ema": {"measure": lambda: gx.global_norm, "decay": 0.9},

@@ -93,6 +93,7 @@ from gradxform.wrappers.privacy import (
     DifferentiallyPrivateAggregateState as DifferentiallyPrivateAggregateState,
     differentially_private_aggregate as differentially_private_aggregate,
 )
+from gradxform.wrappers.sam import SAMState as SAMState, sam as sam
 from gradxform.wrappers.quantized import (
     QuantizedArray as QuantizedArray,
     QuantizedState as QuantizedState,
