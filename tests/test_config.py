@@ -99,6 +99,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "scale_by_zoom_linesearch": {"max_linesearch_steps": 5},
     "smooth_sign": {"beta": 2.0},
     "split_real_and_imaginary": {"inner": lambda: gx.adam(0.1)},
+    "selective_transform": {"optimizer": lambda: gx.adam(0.1), "freeze_mask": {"w": True, "b": False}},
     "snapshot": {"measure_name": "norm", "measure": lambda: gx.global_norm},
     "stateless": {"f": lambda: gx.apply_updates},
     "stateless_with_tree_map": {"f": lambda: gx.apply_updates},

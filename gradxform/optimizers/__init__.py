@@ -62,6 +62,7 @@ from gradxform.optimizers.large_batch import fromage as fromage, lamb as lamb, l
 from gradxform.optimizers.noisy import noisy_sgd as noisy_sgd
 from gradxform.optimizers.private import dpsgd as dpsgd
 from gradxform.optimizers.optimistic import (
+    optimistic_adam as optimistic_adam,
     optimistic_adam_v2 as optimistic_adam_v2,
     optimistic_gradient_descent as optimistic_gradient_descent,
     scale_by_optimistic_gradient as scale_by_optimistic_gradient,
@@ -80,10 +81,12 @@ from gradxform.optimizers.parameter_free import (
     COCOBState as COCOBState,
     DoGState as DoGState,
     DoWGState as DoWGState,
+    ScaleByDistanceOverGradientsState as ScaleByDistanceOverGradientsState,
     cocob as cocob,
     dog as dog,
     dowg as dowg,
     scale_by_cocob as scale_by_cocob,
+    scale_by_distance_over_gradients as scale_by_distance_over_gradients,
     scale_by_dog as scale_by_dog,
     scale_by_dowg as scale_by_dowg,
 )

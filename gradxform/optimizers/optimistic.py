@@ -121,3 +121,56 @@ def optimistic_adam_v2(
         scale_by_optimistic_gradient(alpha, beta),
         scale_by_learning_rate(learning_rate),
     )
+
+
+@transformation(
+    {"learning_rate": NON_NEGATIVE, "optimism": REAL, "b1": UNIT, "b2": UNIT, "eps": NON_NEGATIVE, "eps_root": NON_NEGATIVE}
+)
+def optimistic_adam(
+    learning_rate: float,
+    optimism: float | None = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = True,
+) -> GradientTransformation:
+    """Optax's first Optimistic Adam: ``u_t = -((lr + o) a_t - o a_{t-1})``, ``a_t`` Adam's step.
+
+    The same update as `optimistic_adam_v2` with ``alpha = learning_rate``,
+    ``beta = optimism`` and a unit learning rate: here the learning rate weighs only the
+    current direction and the optimism ``o`` (by default the learning rate) the change.
+    Optax deprecates this form for ``optimistic_adam_v2`` and rejects schedules in it;
+    gradxform keeps it without a warning and accepts schedules for both.
+
+    Args:
+      learning_rate: the step on the current direction, >= 0 (a number or a schedule).
+      optimism: the step on the change of the direction; ``None`` uses ``learning_rate``.
+      b1, b2, eps, eps_root, mu_dtype: as in `adam`.
+      nesterov: Nadam's look-ahead first moment (default, as Optax).
+
+    Returns:
+      ``chain(scale_by_adam(...), scale_by_optimistic_gradient(learning_rate, optimism),
+      scale(-1.0))``.
+
+    Raises:
+      ValueError: for a negative ``learning_rate``, ``b1`` or ``b2`` outside [0, 1), or a
+        negative ``eps`` or ``eps_root``.
+
+    References:
+      Daskalakis, Ilyas, Syrgkanis & Zeng, "Training GANs with Optimism", ICLR 2018.
+      https://arxiv.org/abs/1711.00141
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.optimistic_adam(0.1)
+      >>> [round(x, 4) for x in tx.update(jnp.array([1.0, -2.0]), tx.init(jnp.zeros(2)))[0].tolist()]
+      [-0.1474, 0.1474]
+    """
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        scale_by_optimistic_gradient(learning_rate, learning_rate if optimism is None else optimism),
+        scale(-1.0),
+    )

@@ -1,4 +1,4 @@
-"""Parameter-free step sizes from Optax's contrib: DoG, DoWG and COCOB.
+"""Parameter-free step sizes from Optax's contrib: DoG, DoWG and COCOB (and layer-wise DoG).
 
 - DoG and DoWG take plain gradient steps whose one scalar step size is the largest distance
   travelled from the initial parameters over (a weighted) root sum of squared gradient norms.
@@ -22,6 +22,8 @@ from gradxform.combinators import chain, identity
 from gradxform.core import (
     NON_NEGATIVE,
     POSITIVE,
+    REAL,
+    abs_sq,
     GradientTransformation,
     Updates,
     check_choice,
@@ -149,6 +151,88 @@ def scale_by_dog(init_step: tuple[str, float], eps: float = 1e-8) -> GradientTra
         if tag == "learning_rate":
             rate = jnp.where(state.is_init_step, value, rate)
         return _scaled(rate, updates), DoGState(jnp.asarray(False), state.init_params, max_dist, sum_sq)
+
+    return GradientTransformation(init, update)
+
+
+class ScaleByDistanceOverGradientsState(NamedTuple):
+    """State of `scale_by_distance_over_gradients`, one entry per parameter array.
+
+    Attributes:
+      max_dist: each array's largest distance from its initial value so far (scalars, at
+        least float32).
+      grad_sum_of_squares: each array's sum of squared gradient norms (scalars, at least
+        float32).
+      init_params: the parameters given to ``init``, in ``param_dtype``.
+    """
+
+    max_dist: Updates
+    grad_sum_of_squares: Updates
+    init_params: Updates
+
+
+@transformation({"reps_rel": POSITIVE, "eps": NON_NEGATIVE, "global_scale": REAL})
+def scale_by_distance_over_gradients(
+    reps_rel: float = 1e-6, eps: float = 1e-8, param_dtype: Any = jnp.float32, global_scale: float = 1.0
+) -> GradientTransformation:
+    """Layer-wise DoG (LDoG), Optax's core ``scale_by_distance_over_gradients``.
+
+    `scale_by_dog` with one step size per parameter array instead of one for all: for each
+    array ``x`` with initial value ``x_0``, ``r_t = max(r_{t-1}, ||x_t - x_0||)`` from
+    ``r_0 = reps_rel * (1 + ||x_0||)``, ``G_t = G_{t-1} + ||g_t||^2`` and
+    ``u_t = global_scale * r_t / sqrt(G_t + eps) * g_t``. The sign is not flipped: give
+    ``global_scale=-1.0`` (or chain a negative scale) for descent, as in Optax.
+
+    Args:
+      reps_rel: the first distance relative to ``1 + ||x_0||``, > 0 (the paper suggests 1e-4
+        with batch normalisation, 1e-6 otherwise).
+      eps: added to ``G`` under the square root, >= 0.
+      param_dtype: the dtype of the stored initial parameters (``None``: the parameters').
+      global_scale: a factor on every step (typically 1.0 or -1.0).
+
+    Returns:
+      A transformation with `ScaleByDistanceOverGradientsState`; its ``update`` needs
+      ``params``.
+
+    Raises:
+      ValueError: for ``reps_rel`` <= 0, a negative ``eps``, a ``param_dtype`` that is not
+        floating point, or at ``update`` without ``params``.
+
+    References:
+      Ivgi, Hinder & Carmon, "DoG is SGD's Best Friend: A Parameter-Free Dynamic Step Size
+      Schedule", ICML 2023. https://arxiv.org/abs/2302.12022
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.scale_by_distance_over_gradients(reps_rel=0.1, eps=0.0)
+      >>> p = jnp.array([3.0, 4.0])
+      >>> [round(x, 4) for x in tx.update(jnp.array([3.0, 4.0]), tx.init(p), p)[0].tolist()]
+      [0.36, 0.48]
+    """
+
+    def scalar_dtype(x: Any) -> Any:
+        return jnp.promote_types(jnp.result_type(x), jnp.float32)
+
+    def init(params):
+        first = jax.tree.map(
+            lambda x: (reps_rel * (1 + jnp.sqrt(jnp.sum(abs_sq(x))))).astype(scalar_dtype(x)), params
+        )
+        sums = jax.tree.map(lambda x: jnp.zeros((), scalar_dtype(x)), params)
+        kept = _copy(params) if param_dtype is None else jax.tree.map(lambda x: jnp.asarray(x, param_dtype), params)
+        return ScaleByDistanceOverGradientsState(first, sums, kept)
+
+    def update(updates, state, params=None, **extra):
+        _needs_params("scale_by_distance_over_gradients", params)
+        check_same_tree(updates, state.init_params, "updates", "scale_by_distance_over_gradients's state")
+        max_dist = jax.tree.map(
+            lambda d, x, x0: jnp.maximum(d, jnp.sqrt(jnp.sum(abs_sq(x - x0)))).astype(d.dtype),
+            state.max_dist, params, state.init_params,
+        )
+        sums = jax.tree.map(lambda s, g: (s + jnp.sum(abs_sq(g))).astype(s.dtype), state.grad_sum_of_squares, updates)
+        new_updates = jax.tree.map(
+            lambda g, d, s: (global_scale * d / jnp.sqrt(s + eps) * g).astype(g.dtype), updates, max_dist, sums
+        )
+        return new_updates, ScaleByDistanceOverGradientsState(max_dist, sums, state.init_params)
 
     return GradientTransformation(init, update)
 

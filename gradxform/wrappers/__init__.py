@@ -27,6 +27,8 @@ from gradxform.wrappers.clipping import (
     clip_by_block_rms as clip_by_block_rms,
     clip_by_norm as clip_by_norm,
     per_example_global_norm_clip as per_example_global_norm_clip,
+    per_example_layer_norm_clip as per_example_layer_norm_clip,
+    unitwise_clip as unitwise_clip,
     unitwise_norm as unitwise_norm,
 )
 from gradxform.wrappers.complex import (
@@ -34,7 +36,11 @@ from gradxform.wrappers.complex import (
     SplitRealAndImaginaryState as SplitRealAndImaginaryState,
     split_real_and_imaginary as split_real_and_imaginary,
 )
-from gradxform.wrappers.inject import inject_hyperparams as inject_hyperparams
+from gradxform.wrappers.inject import (
+    InjectStatefulHyperparamsState as InjectStatefulHyperparamsState,
+    inject_hyperparams as inject_hyperparams,
+    inject_stateful_hyperparams as inject_stateful_hyperparams,
+)
 from gradxform.wrappers.finite import (
     ApplyIfFiniteState as ApplyIfFiniteState,
     ConditionallyMaskState as ConditionallyMaskState,
@@ -57,6 +63,7 @@ from gradxform.wrappers.groups import (
     multi_transform as multi_transform,
     param_group as param_group,
     partition as partition,
+    selective_transform as selective_transform,
     set_to_zero as set_to_zero,
 )
 from gradxform.wrappers.layout import (

@@ -7,11 +7,14 @@ at the parameters themselves, or at a batch of per-example gradients.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradxform._factory import transformation
-from gradxform.core import POSITIVE, EmptyState, GradientTransformation, Updates, abs_sq
+from gradxform.core import POSITIVE, EmptyState, GradientTransformation, Updates, abs_sq, check_number, is_tracer
 from gradxform.primitives.clipping import global_norm
 
 
@@ -117,6 +120,50 @@ def unitwise_norm(x: jax.Array, axis: int | tuple[int, ...] | None = None) -> ja
     return jnp.sqrt(squared) * jnp.ones_like(x, dtype=squared.dtype)
 
 
+def unitwise_clip(
+    g_norm: jax.Array, max_norm: jax.Array, grad: jax.Array, div_eps: float = 1e-6
+) -> jax.Array:
+    """Rescales each unit of ``grad`` whose norm ``g_norm`` reaches ``max_norm`` down to it.
+
+    The clipping step of `adaptive_grad_clip`, given the norms (from `unitwise_norm`): where
+    ``g_norm < max_norm`` the gradient passes unchanged, elsewhere it becomes
+    ``grad * max_norm / max(g_norm, div_eps)``.
+
+    Args:
+      g_norm: each unit's gradient norm, broadcast to ``grad``'s shape.
+      max_norm: each unit's largest allowed norm, of the same shape.
+      grad: the gradient.
+      div_eps: the smallest divisor, > 0; it only guards the division (a unit with a norm
+        below it is never clipped unless ``max_norm`` is smaller still).
+
+    Returns:
+      The clipped gradient, in ``grad``'s dtype.
+
+    Raises:
+      ValueError: if the three shapes differ, or ``div_eps`` is not a positive number.
+
+    References:
+      Brock, De, Smith & Simonyan, "High-Performance Large-Scale Image Recognition Without
+      Normalization", ICML 2021. https://arxiv.org/abs/2102.06171
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> g = jnp.array([[3.0, 0.1], [4.0, 0.0]])
+      >>> gx.unitwise_clip(gx.unitwise_norm(g), jnp.ones_like(g), g).tolist()
+      [[0.6000000238418579, 0.10000000149011612], [0.800000011920929, 0.0]]
+    """
+    check_number("unitwise_clip", "div_eps", div_eps, POSITIVE)
+    shapes = {"g_norm": jnp.shape(g_norm), "max_norm": jnp.shape(max_norm), "grad": jnp.shape(grad)}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(
+            f"unitwise_clip: g_norm, max_norm and grad must have the same shape (broadcast the "
+            f"norms with gx.unitwise_norm), got shapes {shapes}."
+        )
+    grad = jnp.asarray(grad)
+    clipped = grad * (max_norm / jnp.maximum(g_norm, div_eps)).astype(grad.dtype)
+    return jnp.where(g_norm < max_norm, grad, clipped)
+
+
 @transformation({"clipping": POSITIVE, "eps": POSITIVE})
 def adaptive_grad_clip(
     clipping: float, eps: float = 1e-3, axis: int | tuple[int, ...] | None = None
@@ -150,11 +197,9 @@ def adaptive_grad_clip(
     """
 
     def clip_leaf(g, p):
-        g_norm = unitwise_norm(g, axis)
         p_norm = unitwise_norm(p, axis)
         max_norm = jnp.asarray(clipping).astype(p_norm.dtype) * jnp.maximum(p_norm, jnp.asarray(eps).astype(p_norm.dtype))
-        clipped = g * (max_norm / jnp.maximum(g_norm, 1e-6)).astype(g.dtype)
-        return jnp.where(g_norm < max_norm, g, clipped)
+        return unitwise_clip(unitwise_norm(g, axis), max_norm, g)
 
     def update(updates, state, params=None, **extra):
         if params is None:
@@ -205,3 +250,67 @@ def per_example_global_norm_clip(grads: Updates, l2_norm_clip: float) -> tuple[U
     num_clipped = jnp.sum(multipliers < 1.0)
     total = jax.tree.map(lambda g: jnp.tensordot(multipliers.astype(g.dtype), g, axes=1), grads)
     return total, num_clipped
+
+
+def _check_clip_norm(value: Any) -> None:
+    # Not check_number: an infinite bound is allowed here (it clips nothing, as in Optax).
+    if is_tracer(value):
+        return
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) or (
+        isinstance(value, (np.ndarray, jax.Array)) and jnp.issubdtype(value.dtype, jnp.floating) and np.ndim(value) == 0
+    )
+    if isinstance(value, (bool, np.bool_)) or not numeric or not float(value) >= 0:
+        raise ValueError(
+            "per_example_layer_norm_clip: global_l2_norm_clip must be a number >= 0 (jnp.inf clips "
+            f"nothing), got {type(value).__name__} global_l2_norm_clip={value!r}."
+        )
+
+
+def per_example_layer_norm_clip(
+    grads: Updates, global_l2_norm_clip: float, uniform: bool = True
+) -> tuple[Updates, Updates]:
+    """Clips each example's gradient layer by layer, then sums each layer over the batch.
+
+    Each leaf ("layer") ``i`` of the ``K`` leaves is clipped, example by example, to its own
+    norm ``C_i`` (as `per_example_global_norm_clip` with that leaf alone), where ``C`` is
+    ``global_l2_norm_clip``: ``C_i = C / sqrt(K)`` if ``uniform``, else
+    ``C * sqrt(D_i / D)`` with ``D_i`` the leaf's size per example and ``D`` the total. Either
+    way ``sum_i C_i^2 = C^2``, so each example's whole gradient has norm at most ``C``.
+
+    Args:
+      grads: per-example gradients, every leaf with the batch in axis 0.
+      global_l2_norm_clip: the overall norm bound ``C``, >= 0 (``jnp.inf`` clips nothing).
+      uniform: split ``C`` equally between the leaves (True) or by their sizes (False).
+
+    Returns:
+      ``(sums, counts)``: two trees shaped like ``grads`` without the batch axis, holding each
+      leaf's sum of clipped gradients and its number of examples clipped (int32 scalars).
+
+    Raises:
+      ValueError: if the leaves do not share a leading batch axis, ``global_l2_norm_clip`` is
+        negative or not a number, or ``uniform`` is not a bool.
+
+    References:
+      McMahan, Ramage, Talwar & Zhang, "Learning Differentially Private Recurrent Language
+      Models", ICLR 2018. https://arxiv.org/abs/1710.06963
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> g = {"a": jnp.array([[3.0, 4.0], [0.3, 0.4]]), "b": jnp.zeros((2, 3))}
+      >>> sums, counts = gx.per_example_layer_norm_clip(g, 2.0 ** 0.5)
+      >>> [round(x, 4) for x in sums["a"].tolist()], int(counts["a"]), int(counts["b"])
+      ([0.9, 1.2], 1, 0)
+    """
+    _check_batched("per_example_layer_norm_clip", grads)
+    _check_clip_norm(global_l2_norm_clip)
+    if not isinstance(uniform, (bool, jnp.bool_)):
+        raise ValueError(f"per_example_layer_norm_clip: uniform must be True or False, got uniform={uniform!r}.")
+    leaves, treedef = jax.tree.flatten(grads)
+    sizes = [g[0].size for g in leaves]
+    total = sum(sizes)
+    if uniform:
+        bounds = [global_l2_norm_clip * (1.0 / len(leaves)) ** 0.5 for _ in leaves]
+    else:
+        bounds = [global_l2_norm_clip * (size / total) ** 0.5 for size in sizes]
+    clipped = [per_example_global_norm_clip(g, bound) for g, bound in zip(leaves, bounds)]
+    return treedef.unflatten([c[0] for c in clipped]), treedef.unflatten([c[1] for c in clipped])

@@ -336,6 +336,51 @@ def freeze(mask: LabelsOrFn) -> GradientTransformation:
     return masked(set_to_zero(), mask)
 
 
+@transformation()
+def selective_transform(optimizer: GradientTransformation, *, freeze_mask: LabelsOrFn) -> GradientTransformation:
+    """Trains the parameters ``freeze_mask`` leaves free with ``optimizer``; the rest stay put.
+
+    As Optax's ``selective_transform``: ``partition({"train": optimizer, "freeze":
+    set_to_zero()}, labels)`` with the labels read from the mask, so frozen parameters get
+    zero updates and no optimizer state. (`freeze` zeroes updates but keeps the state.)
+
+    Args:
+      optimizer: the transformation for the trained parameters.
+      freeze_mask: ``True`` for frozen parameters: one bool for all of them, a tree (or
+        prefix) of booleans with the parameters' structure, or a function of the parameters
+        returning one (``gx.by_path`` builds such functions). Keyword-only, as in Optax.
+
+    Returns:
+      A transformation with `PartitionState` (groups ``"train"`` and ``"freeze"``).
+
+    Raises:
+      TypeError: if ``optimizer`` is not a transformation.
+      ValueError: if a leaf of ``freeze_mask`` is not a boolean (at construction for a tree,
+        at ``init`` for a function).
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> tx = gx.selective_transform(gx.sgd(1.0), freeze_mask={"w": True, "b": False})
+      >>> g = {"w": jnp.ones(1), "b": jnp.ones(1)}
+      >>> out, _ = tx.update(g, tx.init(g))
+      >>> out["w"].tolist(), out["b"].tolist()
+      ([0.0], [-1.0])
+    """
+    check_transformation("selective_transform", "optimizer", optimizer)
+
+    def labels_of(mask: PyTree) -> PyTree:
+        def label(path: Any, leaf: Any) -> str:
+            return "freeze" if mask_bool("selective_transform: freeze_mask", path, leaf) else "train"
+
+        return jax.tree_util.tree_map_with_path(label, mask)
+
+    if callable(freeze_mask) and not isinstance(freeze_mask, (bool, np.bool_, np.ndarray, jax.Array)):
+        param_labels: LabelsOrFn = lambda params: labels_of(freeze_mask(params))
+    else:
+        param_labels = labels_of(freeze_mask)
+    return partition({"train": optimizer, "freeze": set_to_zero()}, param_labels)
+
+
 @transformation(
     {"learning_rate": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "lr_mult": NON_NEGATIVE, "wd_mult": NON_NEGATIVE}
 )

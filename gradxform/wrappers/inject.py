@@ -1,4 +1,5 @@
-"""``inject_hyperparams``: Optax's way of making hyperparameters data, for code written for it.
+"""``inject_hyperparams``: Optax's way of making hyperparameters data, for code written for it,
+and ``inject_stateful_hyperparams`` for schedules that keep a state of their own.
 
 gradxform's own factories keep their hyperparameters in the state already (see
 `set_hyperparams`); this wrapper gives the same to any other factory (Optax's, a user's) and
@@ -11,14 +12,25 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform._factory import _inject
-from gradxform.core import HYPERPARAM_DTYPE, GradientTransformation, is_schedule
+from gradxform._factory import _body_of, _f32, _inject, _nested
+from gradxform.core import (
+    HYPERPARAM_DTYPE,
+    GradientTransformation,
+    Spec,
+    as_arrays,
+    call_update,
+    cast_like,
+    is_schedule,
+    is_transformation,
+    new_count,
+    safe_increment,
+)
 
 
 def _is_float_value(value: Any) -> bool:
@@ -107,5 +119,149 @@ def inject_hyperparams(
             return inner_factory(*call.args, **call.kwargs)
 
         return _inject(name, arguments, dynamic, build)
+
+    return wrapped
+
+
+class InjectStatefulHyperparamsState(NamedTuple):
+    """State of `inject_stateful_hyperparams` when a stateful schedule is given (Optax's fields).
+
+    Attributes:
+      count: int32 scalar, updates applied so far (saturating); plain schedules use it.
+      hyperparams: float32 scalars by name: the values the latest update used (before the
+        first update: those the first will use). Constants may be replaced between steps.
+      hyperparams_states: each stateful schedule's own state, by argument name.
+      inner_state: the state of the wrapped transformation.
+    """
+
+    count: jax.Array
+    hyperparams: dict[str, jax.Array]
+    hyperparams_states: dict[str, Any]
+    inner_state: Any
+
+
+def _is_stateful_schedule(value: Any) -> bool:
+    """Optax's ``StatefulSchedule`` protocol: ``init()``, ``update(state, **extra)`` and
+    ``__call__(state, **extra)``."""
+    return (
+        callable(value)
+        and callable(getattr(value, "init", None))
+        and callable(getattr(value, "update", None))
+        and not is_transformation(value)
+        and not isinstance(value, type)
+    )
+
+
+def inject_stateful_hyperparams(
+    inner_factory: Callable[..., Any],
+    static_args: str | Iterable[str] = (),
+    hyperparam_dtype: Any = None,
+) -> Callable[..., GradientTransformation]:
+    """`inject_hyperparams` that also takes stateful schedules (Optax's ``StatefulSchedule``).
+
+    A stateful schedule is an object with ``init() -> state``, ``update(state, **extra) ->
+    state`` and ``__call__(state, **extra) -> value``: its value may depend on what the
+    training loop passes to ``update`` as extra keyword arguments (a loss, say), not only
+    on the step. Each update evaluates it on its current state and then advances the state,
+    as Optax does. Without any stateful schedule among the arguments, this is exactly
+    `inject_hyperparams`. (Optax 0.2.8 keeps this name as a deprecated alias of its
+    ``inject_hyperparams``, which accepts both; here it is not deprecated.)
+
+    Args:
+      inner_factory: a function returning a gradient transformation.
+      static_args: names of arguments to keep as Python values (a name or several).
+      hyperparam_dtype: the dtype of the injected values; only ``None`` or float32.
+
+    Returns:
+      A factory with ``inner_factory``'s arguments. With a stateful schedule among them, its
+      transformations' state is an `InjectStatefulHyperparamsState`; otherwise the
+      `HyperparamsState` of `inject_hyperparams`.
+
+    Raises:
+      ValueError: as `inject_hyperparams` (an unknown ``static_args`` name, a dtype other
+        than float32).
+      TypeError: if ``inner_factory`` is not callable, or at the call if the arguments do
+        not fit its signature or a stateful schedule fails at its first value.
+
+    Example:
+      >>> import gradxform as gx, jax.numpy as jnp
+      >>> class Halving:  # halves the learning rate whenever update gets bad=True
+      ...     def init(self):
+      ...         return jnp.asarray(0.5)
+      ...     def update(self, state, bad=False, **extra):
+      ...         return jnp.where(bad, state / 2, state)
+      ...     def __call__(self, state, **extra):
+      ...         return state
+      >>> tx = gx.inject_stateful_hyperparams(gx.sgd)(learning_rate=Halving())
+      >>> state = tx.init(jnp.zeros(1))
+      >>> u, state = tx.update(jnp.ones(1), state, bad=True)
+      >>> u.tolist(), tx.update(jnp.ones(1), state)[0].tolist()
+      ([-0.5], [-0.25])
+    """
+    plain = inject_hyperparams(inner_factory, static_args, hyperparam_dtype)
+    static = {static_args} if isinstance(static_args, str) else set(static_args)
+    signature = inspect.signature(inner_factory)
+    name = f"inject_stateful_hyperparams({getattr(inner_factory, '__name__', 'factory')})"
+
+    @functools.wraps(inner_factory)
+    def wrapped(*args: Any, **kwargs: Any) -> GradientTransformation:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{name}: {e}") from None
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        stateful = {a: v for a, v in arguments.items() if a not in static and _is_stateful_schedule(v)}
+        if not stateful:
+            return plain(*args, **kwargs)
+        schedules = {a: v for a, v in arguments.items() if a not in static and a not in stateful and is_schedule(v)}
+        constants = [a for a, v in arguments.items() if a not in static and _is_float_value(v)]
+
+        def values_at(count: jax.Array, hyper: dict[str, Any], states: dict[str, Any], extra: dict[str, Any]) -> dict[str, jax.Array]:
+            values = {a: _f32(hyper[a]) for a in constants}
+            values.update({a: _f32(s(count)) for a, s in schedules.items()})
+            values.update({a: _f32(s(states[a], **extra)) for a, s in stateful.items()})
+            return values
+
+        def build(values: dict[str, Any]) -> Any:
+            call = inspect.BoundArguments(signature, {**arguments, **values})  # type: ignore[arg-type]
+            # Nested, a gradxform factory builds its composition directly: the state has the
+            # same structure whether the values are numbers (here) or traced (in update).
+            with _nested():
+                return inner_factory(*call.args, **call.kwargs)
+
+        def first_states() -> dict[str, Any]:
+            return {a: s.init() for a, s in stateful.items()}
+
+        try:
+            first = values_at(new_count(), {a: arguments[a] for a in constants}, first_states(), {})
+        except Exception as e:
+            raise TypeError(
+                f"{name}: a schedule failed at its first value with {type(e).__name__}: {e}. A stateful "
+                "schedule has init(), update(state, **extra) and __call__(state, **extra)."
+            ) from e
+        eager = build(first)
+
+        def init(params):
+            count, states = new_count(), first_states()
+            hyper = values_at(count, {a: arguments[a] for a in constants}, states, {})
+            return InjectStatefulHyperparamsState(count, hyper, states, eager.init(as_arrays(params)))
+
+        def update(updates, state, params=None, **extra):
+            if not isinstance(state, InjectStatefulHyperparamsState):
+                raise ValueError(
+                    f"{name}.update() was given a state of type {type(state).__name__}; expected the "
+                    f"InjectStatefulHyperparamsState returned by its init()."
+                )
+            values = values_at(state.count, state.hyperparams, state.hyperparams_states, extra)
+            states = {a: s.update(state.hyperparams_states[a], **extra) for a, s in stateful.items()}
+            updates = as_arrays(updates)
+            new_updates, inner_state = call_update(build(values), updates, state.inner_state, params, extra)
+            return cast_like(new_updates, updates), InjectStatefulHyperparamsState(
+                safe_increment(state.count), values, states, inner_state
+            )
+
+        spec = Spec(name, arguments, _body_of(eager), tuple([*constants, *schedules, *stateful]))
+        return GradientTransformation(init, update, spec)
 
     return wrapped
