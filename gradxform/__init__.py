@@ -69,6 +69,13 @@ from gradxform.microbatching import microbatch as microbatch
 from gradxform import schedules as schedules
 from gradxform.primitives import projections as projections
 from gradxform import tree as tree
+from gradxform.protocol import init_empty_state as init_empty_state, with_extra_args_support as with_extra_args_support
+from gradxform.tree import (
+    map_params as tree_map_params,
+    update_infinity_moment as update_infinity_moment,
+    update_moment as update_moment,
+    update_moment_per_elem_norm as update_moment_per_elem_norm,
+)
 from gradxform import second_order as second_order
 from gradxform.hutchinson import (
     HutchinsonState as HutchinsonState,

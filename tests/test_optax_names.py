@@ -81,3 +81,21 @@ def test_partition_state_reads_under_optaxs_field_name_too():
     tx = gx.partition({"a": gx.sgd(0.1), "b": gx.adam(0.1)}, {"w": "a", "v": "b"})
     state = tx.init({"w": jnp.zeros(2), "v": jnp.ones(3)})
     assert state.inner_states is state.inner_state and set(state.inner_states) == {"a", "b"}
+
+
+def test_protocol_helpers_behave_as_optaxs():
+    params = {"w": jnp.ones(2)}
+    assert gx.init_empty_state(params) == gx.EmptyState()
+    plain = optax.GradientTransformation(optax.init_empty_state, lambda u, s, p=None: (u, s))
+    tx = gx.with_extra_args_support(plain)
+    updates, state = tx.update(params, tx.init(params), params, value=1.0)
+    assert updates["w"].tolist() == [1.0, 1.0] and state == optax.EmptyState()
+    with pytest.raises(TypeError, match="with_extra_args_support"):
+        gx.with_extra_args_support(optax.adam)
+
+
+def test_top_level_tree_helpers_are_the_tree_namespaces():
+    assert gx.tree_map_params is gx.tree.map_params
+    assert gx.update_moment is gx.tree.update_moment
+    assert gx.update_infinity_moment is gx.tree.update_infinity_moment
+    assert gx.update_moment_per_elem_norm is gx.tree.update_moment_per_elem_norm
