@@ -63,7 +63,9 @@ from gradxform.primitives import *  # noqa: F401,F403
 from gradxform.schedules import *  # noqa: F401,F403
 from gradxform.wrappers import *  # noqa: F401,F403
 from gradxform.distributed import *  # noqa: F401,F403
+from gradxform import assignment as assignment
 from gradxform import losses as losses
+from gradxform import perturbations as perturbations
 from gradxform import microbatching as microbatching
 from gradxform.microbatching import microbatch as microbatch
 from gradxform import schedules as schedules
