@@ -137,4 +137,14 @@ from gradxform.optimizers.adaptive_step import (
 )
 # --- end Optax contrib: D-Adapt AdamW, MoMo, MoMo-Adam ---
 
+# --- Optax contrib: Sophia, GaLore ---
+from gradxform.optimizers.curvature import SophiaState as SophiaState, scale_by_sophia as scale_by_sophia, sophia as sophia
+from gradxform.optimizers.low_rank import (
+    GaLoreDimensionNumbers as GaLoreDimensionNumbers,
+    GaLoreState as GaLoreState,
+    galore as galore,
+    scale_by_galore as scale_by_galore,
+)
+# --- end Optax contrib: Sophia, GaLore ---
+
 __all__ = [n for n in dir() if not n.startswith("_")]
