@@ -41,6 +41,16 @@ def _is_float_value(value: Any) -> bool:
     return isinstance(value, (jax.Array, np.ndarray, np.floating)) and jnp.issubdtype(jnp.asarray(value).dtype, jnp.floating) and jnp.ndim(value) == 0
 
 
+def _bound_arguments(name: str, signature: inspect.Signature, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The factory's arguments by name, defaults filled in; a mismatch is a TypeError naming ``name``."""
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{name}: {e}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
 def inject_hyperparams(
     inner_factory: Callable[..., Any],
     static_args: str | Iterable[str] = (),
@@ -104,12 +114,7 @@ def inject_hyperparams(
 
     @functools.wraps(inner_factory)
     def wrapped(*args: Any, **kwargs: Any) -> GradientTransformation:
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as e:
-            raise TypeError(f"{name}: {e}") from None
-        bound.apply_defaults()
-        arguments = dict(bound.arguments)
+        arguments = _bound_arguments(name, signature, args, kwargs)
         dynamic = [
             a for a, v in arguments.items() if a not in static and (_is_float_value(v) or is_schedule(v))
         ]
@@ -205,12 +210,7 @@ def inject_stateful_hyperparams(
 
     @functools.wraps(inner_factory)
     def wrapped(*args: Any, **kwargs: Any) -> GradientTransformation:
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as e:
-            raise TypeError(f"{name}: {e}") from None
-        bound.apply_defaults()
-        arguments = dict(bound.arguments)
+        arguments = _bound_arguments(name, signature, args, kwargs)
         stateful = {a: v for a, v in arguments.items() if a not in static and _is_stateful_schedule(v)}
         if not stateful:
             return plain(*args, **kwargs)
