@@ -37,3 +37,8 @@ def fused_step(tx):
 def compiled(fn, *args):
     """The optimized HLO text of ``jit(fn)`` for ``args``."""
     return jax.jit(fn).lower(*args).compile().as_text()
+
+
+# The size policy's values under which the kernel tests run (see conftest.py): kernels and
+# programs on every leaf, single-output programs included.
+TEST_SIZES = {"KERNEL_MIN_LEAF": 0, "TINY_LEAF": 0, "SINGLE_OUTPUT_LEAF": 1 << 16}

@@ -19,6 +19,7 @@ import pytest
 
 import gradxform as gx
 from harness import assert_trees_close
+from stepping import TEST_SIZES
 from stepping import compiled as _compiled
 from stepping import fused_step as _fused
 from stepping import grads as _grads
@@ -186,27 +187,23 @@ def test_steps_that_need_libm_per_element_stay_with_xla():
     assert PROGRAM not in _compiled(_fused(tx), params, tx.init(params), params)
 
 
-def test_a_single_output_on_a_large_leaf_stays_with_xla_and_small_leaves_share_a_program():
-    """``p - lr g`` is one pass in XLA already: a program only pays for small leaves (one call
-    for many of them instead of a loop each)."""
-    from gradxform.kernels._program import SMALL_LEAF
-
+def test_a_single_output_stays_with_xla_and_a_second_output_takes_a_program(real_leaf_sizes):
+    """``p - lr g`` is one pass in XLA already, on a large leaf as on many small ones: only a
+    step with a second output (a moment, a kept gradient) saves passes with a program."""
     tx = gx.sgd(1e-2)
-    large = _tree([(SMALL_LEAF,)])
-    text = _compiled(_fused(tx), large, tx.init(large), large)
-    assert PROGRAM not in text
-    mixed = _tree([(SMALL_LEAF,), (SMALL_LEAF - 1,), (3,), (7, 2)])
+    mixed = _tree([(1 << 16,), ((1 << 16) - 1,), (300,), (7, 20)])
+    assert PROGRAM not in _compiled(_fused(tx), mixed, tx.init(mixed), mixed)
+    # with a second output (momentum) every leaf of the tiny size or more takes the program
+    tx = gx.chain(gx.trace(0.9), gx.scale(-1e-2))
     text = _compiled(_fused(tx), mixed, tx.init(mixed), mixed)
     assert text.count(f'custom_call_target="{PROGRAM}"') == 1
     got = _run(jax.jit(_fused(tx)), tx, mixed, 3)
     want = _run(jax.jit(_plain(tx)), tx, mixed, 3)
     assert_trees_close(got, want, rtol=1e-6, atol=1e-7)
-    # with a second output (momentum) the large leaf takes the program too
-    tx = gx.chain(gx.trace(0.9), gx.scale(-1e-2))
-    assert PROGRAM in _compiled(_fused(tx), large, tx.init(large), large)
     # and so with a gradient the state keeps (optimistic gradient descent): the pass that
     # updates the parameters writes it, where XLA would copy it in a pass of its own
     tx = gx.optimistic_gradient_descent(1e-2)
+    large = _tree([(1 << 16,)])
     assert PROGRAM in _compiled(_fused(tx), large, tx.init(large), large)
 
 
@@ -369,6 +366,7 @@ def test_the_interpreter_runs_programs_without_a_compiled_loop():
         "import test_programs as t\n"
         "from gradxform.kernels import _build, _program\n"
         "_program._FUSE_LIBM = True\n"
+        f"for name, value in {TEST_SIZES!r}.items(): setattr(_program, name, value)\n"
         "params = t._tree([(1300,), (24, 5), (1,)], seed=3)\n"
         "grads = t._grads(params, 0)\n"
         "grads['w002'] = jnp.array([jnp.nan], jnp.float32)\n"
