@@ -664,6 +664,13 @@ def mask_bool(owner: str, path: tuple[Any, ...], leaf: Any) -> bool:
     )
 
 
+def require_params(owner: str, params: Any) -> None:
+    """Raises ``ValueError`` if ``params`` is None, for an ``update`` that needs the
+    parameters: names ``owner`` and shows the call that passes them."""
+    if params is None:
+        raise ValueError(f"{owner} needs the parameters: call update(updates, state, params).")
+
+
 def check_choice(owner: str, name: str, value: Any, choices: tuple[Any, ...]) -> None:
     """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:

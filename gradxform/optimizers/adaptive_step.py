@@ -29,6 +29,7 @@ from gradxform.core import (
     Updates,
     check_same_tree,
     new_count,
+    require_params,
     safe_increment,
     tree_zeros_like,
 )
@@ -43,11 +44,6 @@ MISSING_VALUE = (
     "for instance with loss, grads = jax.value_and_grad(f)(params). MoMo's step size is the gap "
     "between a model of the loss and its lower bound, so it cannot be computed without it."
 )
-
-
-def _needs_params(owner: str, params: Any) -> None:
-    if params is None:
-        raise ValueError(f"{owner} needs the parameters: call update(updates, state, params).")
 
 
 def _keep(new: jax.Array, old: jax.Array) -> jax.Array:
@@ -151,7 +147,7 @@ def dadapt_adamw(
         )
 
     def update(updates, state, params=None, **extra):
-        _needs_params("dadapt_adamw", params)
+        require_params("dadapt_adamw", params)
         check_same_tree(updates, state.exp_avg, "updates", "dadapt_adamw's state")
         count = safe_increment(state.count)
         b1, b2 = (jnp.asarray(b, jnp.float32) for b in (beta1, beta2))
@@ -267,7 +263,7 @@ def momo(
         return MomoState(tree_zeros_like(params), zero, zero, jnp.asarray(lower_bound, low), new_count())
 
     def update(updates, state, params=None, *, value=None, **extra):
-        _needs_params("momo", params)
+        require_params("momo", params)
         if value is None:
             raise ValueError(MISSING_VALUE.format(owner="momo"))
         check_same_tree(updates, state.exp_avg, "updates", "momo's state")
@@ -391,7 +387,7 @@ def momo_adam(
         )
 
     def update(updates, state, params=None, *, value=None, **extra):
-        _needs_params("momo_adam", params)
+        require_params("momo_adam", params)
         if value is None:
             raise ValueError(MISSING_VALUE.format(owner="momo_adam"))
         check_same_tree(updates, state.exp_avg, "updates", "momo_adam's state")

@@ -27,6 +27,7 @@ from gradxform.core import (
     abs_sq,
     check_same_tree,
     new_count,
+    require_params,
     safe_increment,
     tree_map_unzip,
     tree_zeros_like,
@@ -98,8 +99,7 @@ def scale_by_madgrad(learning_rate: float, momentum: float = 0.9, eps: float = 1
         )
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("scale_by_madgrad needs the parameters: call update(updates, state, params).")
+        require_params("scale_by_madgrad", params)
         check_same_tree(updates, state.s, "updates", "scale_by_madgrad's state")
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
         # The weight lambda_k = (lr + eps) sqrt(k + 1) grows with k: later gradients count more.

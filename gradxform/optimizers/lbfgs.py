@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.combinators import chain, identity
-from gradxform.core import NON_NEGATIVE, GradientTransformation, PyTree, abs_sq, check_positive_int, check_same_tree, new_count, safe_increment, tree_zeros_like
+from gradxform.core import NON_NEGATIVE, GradientTransformation, PyTree, abs_sq, check_positive_int, check_same_tree, new_count, require_params, safe_increment, tree_zeros_like
 from gradxform.optimizers.zoom import scale_by_zoom_linesearch
 from gradxform.primitives.elementwise import scale, scale_by_learning_rate
 from gradxform.primitives.inner import tree_real_vdot
@@ -126,8 +126,7 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
         )
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("scale_by_lbfgs needs the parameters: call update(updates, state, params).")
+        require_params("scale_by_lbfgs", params)
         check_same_tree(updates, state.params, "updates", "scale_by_lbfgs's state")
         started = state.count > 0
         slot = state.count % memory_size

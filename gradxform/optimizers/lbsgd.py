@@ -27,6 +27,7 @@ from gradxform.core import (
     check_positive_int,
     check_same_tree,
     new_count,
+    require_params,
     safe_increment,
 )
 from gradxform.primitives.elementwise import scale_by_learning_rate
@@ -122,8 +123,7 @@ def lars_layer_rate(
     """
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("lars_layer_rate needs the parameters: call update(updates, state, params).")
+        require_params("lars_layer_rate", params)
         check_same_tree(updates, params, "updates", "parameters")
 
         def one(g, w):

@@ -26,6 +26,7 @@ from gradxform.core import (
     Updates,
     check_same_tree,
     new_count,
+    require_params,
     safe_increment,
     tree_zeros_like,
 )
@@ -353,8 +354,7 @@ def prodigy(
         )
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("prodigy needs the parameters: call update(updates, state, params).")
+        require_params("prodigy", params)
         check_same_tree(updates, state.exp_avg, "updates", "prodigy's state")
         count = safe_increment(state.count)
         d = state.estim_lr

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 from gradxform._factory import transformation
 from gradxform.combinators import chain
 from gradxform.core import (
-    find_states,
     NON_NEGATIVE,
     REAL,
     UNIT,
@@ -33,7 +32,9 @@ from gradxform.core import (
     Params,
     check_positive_int,
     check_same_tree,
+    find_states,
     is_transformation,
+    require_params,
     safe_increment,
 )
 from gradxform.optimizers.rmsprop import scale_by_rms
@@ -101,8 +102,7 @@ def _wrap(
         )
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError(f"{owner} needs the parameters: call update(updates, state, params).")
+        require_params(owner, params)
         check_same_tree(updates, state.z, "updates", f"{owner}'s state")
         dt = state.max_lr.dtype
         lr = jnp.asarray(_warmed_up(learning_rate, state.step_count, warmup_steps), dt)

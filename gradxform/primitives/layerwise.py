@@ -16,12 +16,11 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import NON_NEGATIVE, REAL, EmptyState, GradientTransformation, Params, abs_sq, check_same_tree
+from gradxform.core import NON_NEGATIVE, REAL, EmptyState, GradientTransformation, Params, abs_sq, check_same_tree, require_params
 
 
 def _need_params(owner: str, updates, params: Params | None) -> None:
-    if params is None:
-        raise ValueError(f"{owner} needs the parameters: call update(updates, state, params).")
+    require_params(owner, params)
     check_same_tree(updates, params, "updates", "parameters")
 
 

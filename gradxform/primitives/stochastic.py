@@ -15,14 +15,15 @@ import numpy as np
 
 from gradxform._factory import transformation
 from gradxform.core import (
-    find_states,
     NON_NEGATIVE,
     EmptyState,
     GradientTransformation,
     Params,
     abs_sq,
     check_same_tree,
+    find_states,
     new_count,
+    require_params,
     safe_increment,
     tree_zeros_like,
 )
@@ -261,8 +262,7 @@ def average_iterates(t0: float = 1e6, accumulator_dtype: Any = None) -> Gradient
         return AverageState(new_count(), tree_zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("average_iterates needs the parameters: call update(updates, state, params).")
+        require_params("average_iterates", params)
         check_same_tree(updates, state.average, "updates", "average_iterates' state")
         mu = 1 / jnp.maximum(1.0, state.count.astype(jnp.float32) - jnp.asarray(t0, jnp.float32))
 

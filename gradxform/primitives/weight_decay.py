@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import NON_NEGATIVE, EmptyState, GradientTransformation, Params, check_same_tree, mask_bool
+from gradxform.core import NON_NEGATIVE, EmptyState, GradientTransformation, Params, check_same_tree, mask_bool, require_params
 
 MaskOrFn = Any | Callable[[Params], Any] | None
 
@@ -59,10 +59,7 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: MaskOrFn = None) -> Gra
     """
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError(
-                "add_decayed_weights needs the parameters: call update(updates, state, params)."
-            )
+        require_params("add_decayed_weights", params)
         check_same_tree(updates, params, "updates", "parameters")
         keep = resolve_mask("add_decayed_weights", mask, params)
         out = jax.tree.map(

@@ -18,8 +18,6 @@ import numpy as np
 
 from gradxform._factory import transformation
 from gradxform.core import (
-    check_transformation,
-    find_states,
     COUNT_DTYPE,
     UNIT,
     UNIT_CLOSED,
@@ -27,11 +25,14 @@ from gradxform.core import (
     Params,
     call_update,
     check_hyperparam,
-    check_positive_int,
     check_number,
+    check_positive_int,
     check_same_tree,
+    check_transformation,
+    find_states,
     is_tracer,
     new_count,
+    require_params,
     safe_increment,
     tree_paths,
 )
@@ -54,8 +55,7 @@ class AveragedParamsState(NamedTuple):
 
 
 def _new_params(owner: str, params: Params | None, updates: Any, average: Params) -> Params:
-    if params is None:
-        raise ValueError(f"{owner} needs the parameters: call update(updates, state, params).")
+    require_params(owner, params)
     return jax.tree.map(lambda p, u, a: p.astype(a.dtype) + u.astype(a.dtype), params, updates, average)
 
 
@@ -461,8 +461,7 @@ def periodic_average(
         return PeriodicAverageState(new_count(), inner.init(params))
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("periodic_average needs the parameters: call update(updates, state, params).")
+        require_params("periodic_average", params)
         out, inner_state = call_update(inner, updates, state.inner_state, params, extra)
         t = state.count
         sync = jnp.logical_and(t >= warmup_steps, (t - warmup_steps) % period == 0)

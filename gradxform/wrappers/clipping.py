@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._factory import transformation
-from gradxform.core import POSITIVE, EmptyState, GradientTransformation, Updates, abs_sq, check_number, is_tracer
+from gradxform.core import POSITIVE, EmptyState, GradientTransformation, Updates, abs_sq, check_number, is_tracer, require_params
 from gradxform.primitives.clipping import global_norm
 
 
@@ -202,8 +202,7 @@ def adaptive_grad_clip(
         return unitwise_clip(unitwise_norm(g, axis), max_norm, g)
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("adaptive_grad_clip needs the parameters: call update(updates, state, params).")
+        require_params("adaptive_grad_clip", params)
         return jax.tree.map(clip_leaf, updates, params), state
 
     return GradientTransformation(lambda params: EmptyState(), update)

@@ -18,6 +18,7 @@ from gradxform.core import (
     check_positive_int,
     check_transformation,
     new_count,
+    require_params,
     safe_increment,
 )
 from gradxform.primitives.clipping import global_norm
@@ -125,8 +126,7 @@ def mechanize(
         )
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("mechanize needs the parameters: call update(updates, state, params).")
+        require_params("mechanize", params)
         base_steps, base_state = call_update(base_optimizer, updates, state.base_optimizer_state, params, extra)
         first = state.count == 0
         x0 = jax.tree.map(lambda p, a: jnp.where(first, p, a), params, state.x0)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._factory import transformation
-from gradxform.core import find_states, GradientTransformation, Params, call_update, check_same_tree, check_transformation
+from gradxform.core import GradientTransformation, Params, call_update, check_same_tree, check_transformation, find_states, require_params
 from gradxform.wrappers.groups import MaskedNode
 
 
@@ -78,8 +78,7 @@ def multi_precision(inner: GradientTransformation, master_dtype: Any = jnp.float
         return MultiPrecisionState(master, inner.init(jax.tree.map(lambda p: p.astype(dtype), params)))
 
     def update(updates, state, params=None, **extra):
-        if params is None:
-            raise ValueError("multi_precision needs the parameters: call update(updates, state, params).")
+        require_params("multi_precision", params)
         check_same_tree(updates, params, "updates", "parameters")
         full = _full_master(state.master, params, dtype)
         grads = jax.tree.map(lambda g: g.astype(dtype), updates)

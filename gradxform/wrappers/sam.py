@@ -25,6 +25,7 @@ from gradxform.core import (
     call_update,
     check_positive_int,
     check_transformation,
+    require_params,
 )
 
 GradFn = Callable[[Params, int], Updates]
@@ -128,13 +129,10 @@ def sam(
             None if opaque_mode else params,
         )
 
-    def need_params(params):
-        if params is None:
-            raise ValueError("sam needs the parameters: call update(updates, state, params).")
 
     def transparent_update(updates, state, params=None, *, grad_fn: GradFn | None = None, **extra):
         del grad_fn  # transparent mode takes the gradients from the training loop
-        need_params(params)
+        require_params("sam", params)
         first = state.steps_since_sync == 0
         last = state.steps_since_sync == sync_period - 1
         # On a cycle's first call the cycle starts here. Optax reads the cache before
@@ -160,7 +158,7 @@ def sam(
                 "sam(opaque_mode=True) needs grad_fn: call update(updates, state, params, "
                 "grad_fn=grad_fn) with grad_fn(params, i) returning the loss's gradients."
             )
-        need_params(params)
+        require_params("sam", params)
         adv_params, grads, adv_state = params, updates, state.adv_state
         for i in range(sync_period - 1):
             step, adv_state = call_update(adv_optimizer, grads, adv_state, adv_params, extra)
