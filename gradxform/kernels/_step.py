@@ -253,7 +253,10 @@ class _Kernel(NamedTuple):
       scalars: the kernel's scalar operand, from the state after the step and the arguments.
       needs: the hyperparameters ``scalars`` reads from the state (a value given as a tracer
         when the optimizer was built is a constant of the step instead, not state).
-      small_leaves_to_xla: whether leaves under ``KERNEL_MIN_LEAF`` elements stay with XLA.
+      floor: the `_program` size (its name) below which a leaf stays with XLA.
+      xla: the kernel's arithmetic for one leaf with XLA's operations, for the leaves under
+        ``floor``: ``(scalars, args, parameters, gradients, *slots) -> (parameters, *slots)``,
+        where ``scalars`` are the elements of the kernel's scalar operand.
     """
 
     target: str
@@ -262,7 +265,8 @@ class _Kernel(NamedTuple):
     applies: Callable[[dict[str, Any]], bool]
     scalars: Callable[[HyperparamsState, dict[str, Any]], list[jax.Array]]
     needs: tuple[str, ...]
-    small_leaves_to_xla: bool = False
+    floor: str
+    xla: Callable[..., tuple[jax.Array, ...]]
 
 
 def _adam_scalars(after: HyperparamsState, args: dict[str, Any]) -> list[jax.Array]:
@@ -272,9 +276,28 @@ def _adam_scalars(after: HyperparamsState, args: dict[str, Any]) -> list[jax.Arr
     return [hp["learning_rate"], hp["b1"], hp["b2"], hp["eps"], hp["eps_root"], wd, debias(hp["b1"], t1), debias(hp["b2"], t2)]
 
 
+def _adam_xla(s: list[jax.Array], args: dict[str, Any], p: jax.Array, g: jax.Array, m: jax.Array, v: jax.Array) -> tuple[jax.Array, ...]:
+    """``gradxform_adam_step`` for one leaf (see steps.cc), in the composition's order."""
+    lr, b1, b2, eps, eps_root, wd, bc1, bc2 = s
+    m = (1 - b1) * g + b1 * m
+    v = (1 - b2) * (g * g) + b2 * v
+    r = (m / bc1) / (jnp.sqrt(v / bc2 + eps_root) + eps)
+    if "weight_decay" in args:  # adamw; adam's kernel adds 0 * p, which XLA need not read
+        r = r + wd * p
+    return p + (-lr) * r, m, v
+
+
 def _sgd_scalars(after: HyperparamsState, args: dict[str, Any]) -> list[jax.Array]:
     hp = after.hyperparams
     return [hp["learning_rate"], hp["momentum"], jnp.asarray(float(bool(args["nesterov"])))]
+
+
+def _sgd_xla(s: list[jax.Array], args: dict[str, Any], p: jax.Array, g: jax.Array, t: jax.Array) -> tuple[jax.Array, ...]:
+    """``gradxform_sgd_step`` for one leaf (see steps.cc), in the composition's order."""
+    lr, mu = s[0], s[1]
+    t = g + mu * t
+    d = g + mu * t if args["nesterov"] else t
+    return p + d * (-lr), t
 
 
 _ADAM = _Kernel(
@@ -284,6 +307,8 @@ _ADAM = _Kernel(
     lambda a: not a.get("nesterov") and a.get("mask") is None and _f32_or_default(a, "mu_dtype", "nu_dtype"),
     _adam_scalars,
     ("learning_rate", "b1", "b2", "eps", "eps_root"),
+    "TINY_LEAF",
+    _adam_xla,
 )
 _KERNELS: dict[str, _Kernel] = {
     "adam": _ADAM,
@@ -295,7 +320,8 @@ _KERNELS: dict[str, _Kernel] = {
         lambda a: a.get("momentum") is not None and _f32_or_default(a, "accumulator_dtype"),
         _sgd_scalars,
         ("learning_rate", "momentum"),
-        small_leaves_to_xla=True,
+        "KERNEL_MIN_LEAF",
+        _sgd_xla,
     ),
 }
 
@@ -329,8 +355,9 @@ def _kernel_step(
         scalars = jnp.stack(kern.scalars(after, spec.args)).astype(jnp.float32)
         if differentiated(scalars):  # through a hyperparameter ``tx`` closes over
             return plain_step(tx, grads, state, params, extra)
-        # SGD's small leaves stay with XLA, where they measured faster (`KERNEL_MIN_LEAF`).
-        floor = _program.KERNEL_MIN_LEAF if kern.small_leaves_to_xla else 0
+        # Small leaves stay with XLA, where they measured faster (`KERNEL_MIN_LEAF` for SGD's
+        # kernel, `TINY_LEAF` for Adam's).
+        floor = getattr(_program, kern.floor)
         big = [i for i, p in enumerate(p_leaves) if p.size >= floor]
         tiny = [i for i, p in enumerate(p_leaves) if p.size < floor]
         new_columns: list[list[Any]] = [[None] * len(p_leaves) for _ in range(1 + kern.slots)]
@@ -342,12 +369,14 @@ def _kernel_step(
                 for i, x in zip(big, col):
                     new_col[i] = x
         if tiny:
-            picked = [[col[i] for i in tiny] for col in columns]
-            small_state = _with_nodes(state, kern.node, picked[2:])
-            small_p, small_state = plain_step(tx, picked[1], small_state, picked[0], extra)
-            small_slots = [n[0] for n in find_states(small_state.inner_state, kern.node)]
-            for new_col, col in zip(new_columns, [small_p, *small_slots]):
-                for i, x in zip(tiny, col):
+            # XLA's loops take the scalars as one array behind a barrier, which XLA cannot
+            # take apart again: each small leaf's loops then read one operand for all of
+            # them instead of one per hyperparameter. On a leaf this small, XLA:CPU's cost
+            # per operand of a loop is much of the leaf's cost (`KERNEL_MIN_LEAF`).
+            shared = jax.lax.optimization_barrier(scalars)
+            shared = [shared[k] for k in range(shared.shape[0])]
+            for i in tiny:
+                for new_col, x in zip(new_columns, kern.xla(shared, spec.args, *(col[i] for col in columns))):
                     new_col[i] = x
         new_p, *new_slots = (treedef.unflatten(col) for col in new_columns)
         return new_p, _with_nodes(after, kern.node, new_slots)

@@ -97,12 +97,13 @@ __attribute__((noinline)) void adam_loop(
   const float one_minus_b1 = 1.0f - b1;
   const float one_minus_b2 = 1.0f - b2;
   const float neg_lr = -lr;
+  const float inv_bc1 = 1.0f / bc1, inv_bc2 = 1.0f / bc2;
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i];
     const float mi = one_minus_b1 * gi + b1 * m[i];
     const float vi = one_minus_b2 * (gi * gi) + b2 * v[i];
     const float pi = p[i];
-    const float r = (mi / bc1) / (std::sqrt(vi / bc2 + eps_root) + eps) + wd * pi;
+    const float r = (mi * inv_bc1) / (std::sqrt(vi * inv_bc2 + eps_root) + eps) + wd * pi;
     m_out[i] = mi;
     v_out[i] = vi;
     p_out[i] = pi + neg_lr * r;

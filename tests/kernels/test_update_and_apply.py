@@ -9,6 +9,7 @@ compiled program: the kernels are custom calls named ``gradxform_adam_step`` and
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,18 +155,37 @@ def test_sgds_leaves_below_the_minimum_size_stay_with_xla_and_the_rest_take_the_
     assert ANY_KERNEL not in _hlo(_kernel_step(tx), small, tx.init(small), small)
 
 
-def test_adams_kernel_takes_small_leaves_too(real_leaf_sizes):
-    """Adam's kernel measured faster than XLA on small leaves as well, and leaving many small
-    leaves to XLA makes the first compile as slow as Optax's: every leaf takes the kernel."""
-    n = real_leaf_sizes["KERNEL_MIN_LEAF"]
+def test_adams_kernel_takes_small_leaves_and_tiny_ones_read_its_scalars_as_one_operand(real_leaf_sizes):
+    """Adam's kernel measured faster than XLA on small leaves, and leaving the 400-leaf tree's
+    small leaves to XLA made its first compile as slow as Optax's: leaves from `TINY_LEAF`
+    elements on take the kernel. Below that, the FFI's cost per array was more than XLA's
+    loops cost: those leaves stay with XLA, and each of their loops reads the kernel's
+    scalars as one operand instead of one per hyperparameter."""
+    n, tiny = real_leaf_sizes["KERNEL_MIN_LEAF"], real_leaf_sizes["TINY_LEAF"]
     tx = gx.adamw(1e-2, weight_decay=0.1)
-    small = _tree([(n - 1,), (5,), (3, 4)])
+    small = _tree([(n - 1,), (tiny,), (5,), (3, 4)])
     text = _hlo(_kernel_step(tx), small, tx.init(small), small)
-    calls = [line for line in text.splitlines() if f'custom_call_target="{KERNEL}"' in line]
-    assert len(calls) == 1 and all(f"f32[{s}]" in calls[0] for s in (n - 1, 5, "3,4")), calls
+    entry = text[text.index("ENTRY") :].splitlines()
+    calls = [line for line in entry if f'custom_call_target="{KERNEL}"' in line]
+    assert len(calls) == 1, calls
+    assert all(f"f32[{s}]" in calls[0] for s in (n - 1, tiny)), calls
+    assert not any(f"f32[{s}]" in calls[0] for s in (5, "3,4")), calls
+    (vector,) = re.findall(r"(%\S+) = f32\[8\]", "\n".join(entry))  # the kernel's scalars
+    assert f"custom-call({vector}," in calls[0]
+    loops = [line for line in entry if re.search(r"= f32\[(5|3,4)\]\S* fusion\(", line)]
+    assert len(loops) == 6, loops  # both moments and the parameters, for each tiny leaf
+    for line in loops:
+        operands = line[line.index("fusion(") + 7 : line.index("), kind=")].split(", ")
+        assert vector in operands and len(operands) <= 4, line
+
     got = _run(jax.jit(_kernel_step(tx), donate_argnums=(0, 1)), tx, small, 5)
     want = _run(jax.jit(_plain_step(tx)), tx, small, 5)
     _close(got, want)
+    # New hyperparameters reach the tiny leaves' loops through the same operand.
+    fused, plain = jax.jit(_kernel_step(tx)), jax.jit(_plain_step(tx))
+    state = gx.set_hyperparams(got[1], learning_rate=3e-3, b2=0.9, weight_decay=0.5)
+    g = _grads(small, 9)
+    _close(fused(got[0], state, g), plain(got[0], state, g))
 
 
 def test_switching_paths_and_changing_hyperparameters_mid_run():
