@@ -30,6 +30,14 @@ from gradxform.primitives.factored import Sm3State
 from gradxform.primitives.moments import CountState, EmaState, TraceState, debias
 from gradxform.wrappers.quantized import QuantizedArray, QuantizedState, decode_table
 
+# Leaves per call of Adam's and SGD's kernels. Each call ends by waiting for every thread's
+# last unit of work, so fewer calls leave the threads idle less often: inside a training
+# step the 400-leaf tree's Adam step measured 1.15x the one-array step at 32 leaves a call,
+# 1.09 to 1.11x at 64 and 1.05x at 400. XLA's fusion pass compares every operand of a call
+# with every in-place result, so compiling grows faster than the operands: the tree's step
+# compiled in 0.33 s at 32, 0.38 s at 64, 0.63 s at 128 and 2.6 s at 400.
+KERNEL_LEAVES_PER_CALL = 64
+
 
 def update_and_apply(
     tx: GradientTransformation,
@@ -365,7 +373,8 @@ def _kernel_step(
             # The parameters, then each state slot; the gradients (operand column 1) are only read.
             updated = [0, *range(2, 2 + kern.slots)]
             picked = [[col[i] for i in big] for col in columns]
-            for new_col, col in zip(new_columns, _call_in_groups(kern.target, scalars, picked, updated)):
+            calls = _call_in_groups(kern.target, scalars, picked, updated, per_call=KERNEL_LEAVES_PER_CALL)
+            for new_col, col in zip(new_columns, calls):
                 for i, x in zip(big, col):
                     new_col[i] = x
         if tiny:
@@ -543,19 +552,22 @@ def _call_in_groups(
     columns: list[list[jax.Array]],
     updated: list[int],
     in_place: Callable[[int, int], bool] = lambda column, leaf: True,
+    per_call: int | None = None,
 ) -> list[list[jax.Array]]:
-    """Runs a hand-written kernel over all leaves, at most `LEAVES_PER_CALL` leaves a call.
+    """Runs a hand-written kernel over all leaves, at most ``per_call`` leaves a call.
 
     A call's operands are ``scalars`` and then, column by column, its leaves' arrays
     (``columns[c][leaf]``); its results are the new arrays of the ``updated`` columns, each the
     result of its operand in place (aliased) unless ``in_place(column, leaf)`` says otherwise.
+    ``per_call`` defaults to the programs' `LEAVES_PER_CALL`.
 
     Returns:
       The new arrays of each updated column, in the order of ``updated``.
     """
+    per_call = per_call or _LEAVES_PER_CALL
     new_columns: list[list[jax.Array]] = [[] for _ in updated]
-    for lo in range(0, len(columns[0]), _LEAVES_PER_CALL):
-        group = [col[lo : lo + _LEAVES_PER_CALL] for col in columns]
+    for lo in range(0, len(columns[0]), per_call):
+        group = [col[lo : lo + per_call] for col in columns]
         n = len(group[0])
         outputs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for c in updated for x in group[c]]
         aliases = {

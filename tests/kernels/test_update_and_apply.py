@@ -21,6 +21,7 @@ import optax
 import pytest
 
 import gradxform as gx
+from gradxform.kernels._step import KERNEL_LEAVES_PER_CALL
 from harness import assert_trees_close
 from stepping import compiled as _hlo
 from stepping import fused_step as _kernel_step
@@ -128,7 +129,9 @@ def test_kernel_without_jit_and_without_donation_leaves_inputs_intact():
     _close((new_params, new_state), want)
 
 
-@pytest.mark.parametrize("leaves, calls", [(2, 1), (40, 2)], ids=["2-leaves", "40-leaves"])
+@pytest.mark.parametrize(
+    "leaves, calls", [(2, 1), (KERNEL_LEAVES_PER_CALL + 8, 2)], ids=["2-leaves", "two-calls"]
+)
 def test_donated_kernel_step_copies_nothing(leaves, calls):
     tx = gx.adamw(1e-3, weight_decay=0.01)
     params = _tree([(4096,)] + [(3,)] * (leaves - 1))
