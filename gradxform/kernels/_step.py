@@ -381,7 +381,7 @@ def _kernel_step(
             # XLA's loops take the scalars as one array behind a barrier, which XLA cannot
             # take apart again: each small leaf's loops then read one operand for all of
             # them instead of one per hyperparameter. On a leaf this small, XLA:CPU's cost
-            # per operand of a loop is much of the leaf's cost (`KERNEL_MIN_LEAF`).
+            # per operand of a loop is much of the leaf's cost (`TINY_LEAF`).
             shared = jax.lax.optimization_barrier(scalars)
             shared = [shared[k] for k in range(shared.shape[0])]
             for i in tiny:

@@ -16,8 +16,10 @@
 //
 // gradxform_adam_step (gradxform.adam / adamw), with bc1 = 1 - b1^t, bc2 = 1 - b2^t:
 //   m <- (1 - b1) g + b1 m          v <- (1 - b2) g^2 + b2 v
-//   r  = (m / bc1) / (sqrt(v / bc2 + eps_root) + eps) + wd p
+//   r  = (m (1 / bc1)) / (sqrt(v (1 / bc2) + eps_root) + eps) + wd p
 //   p <- p + (-lr) r
+//   (divided by the bias corrections as multiplications by their inverses, as XLA:CPU compiles
+//   the composition: on small leaves, which stay in the cache, divisions bound the loop)
 //   operands: f32[8] (lr, b1, b2, eps, eps_root, wd, bc1, bc2), then L parameters,
 //   L gradients, L first moments, L second moments; results: L parameters, L first moments,
 //   L second moments.
