@@ -21,7 +21,9 @@ A connected elementwise part is one "component". It is fused only when
 - it has two outputs or more: XLA computes a single output in one pass too (see
   ``SINGLE_OUTPUT_LEAF``).
 Nothing here changes the arithmetic: the program performs the jaxpr's operations in the
-jaxpr's order, in float32, so results agree with the composition to rounding.
+jaxpr's order, in float32, so results agree with the composition to rounding. It divides an
+array by a scalar as a multiplication by the scalar's inverse, which is what XLA compiles
+such a division to.
 """
 
 from __future__ import annotations
@@ -214,6 +216,7 @@ class _Program:
         self.reg: dict[int, tuple[str, int]] = {}
         self._temps = 0
         self._keep: list[_Val] = []  # values made here: their ids key ``reg`` while they live
+        self._inverses: dict[tuple[str, int], tuple[str, int]] = {}  # scalar -> 1 / scalar
 
     def ref(self, x: _Val) -> tuple[str, int]:
         if id(x) in self.reg:
@@ -262,6 +265,14 @@ class _Program:
                 r = self.emit(_DIV, self.const(1.0), ins[0])
             else:
                 r = self.emit(_POW_HALF if y == 0.5 else _POW_MINUS_HALF, ins[0])
+        elif name == "div" and ins[1][0] == "s" and ins[0][0] != "s":
+            # XLA divides an array by a scalar as a multiplication by the scalar's inverse
+            # (computed once, in float32); so does the program, which then rounds as XLA's
+            # loop does and runs no division per element (the loop's compiler hoists the
+            # inverse out of the loop).
+            if ins[1] not in self._inverses:
+                self._inverses[ins[1]] = self.emit(_DIV, self.const(1.0), ins[1])
+            r = self.emit(_MUL, ins[0], self._inverses[ins[1]])
         elif name == "square":
             r = self.emit(_MUL, ins[0], ins[0])
         elif name == "round":

@@ -236,6 +236,28 @@ def test_constant_exponents_are_fused_with_pows_edge_cases(exponent):
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+def test_dividing_by_a_scalar_rounds_as_xlas_multiplication_by_its_inverse():
+    """XLA divides an array by a scalar (a constant or a value it computes) as a
+    multiplication by the scalar's inverse; the program does the same, so where the two
+    roundings differ the program still agrees with XLA to the bit."""
+
+    def update(updates, state, params=None):
+        count = state + 1
+        scale = jnp.sqrt(count.astype(jnp.float32) + 2.0)  # a scalar computed by XLA
+        return jax.tree.map(lambda g, p: g / scale - p / 3.0, updates, params), count
+
+    tx = gx.GradientTransformation(lambda params: jnp.zeros([], jnp.int32), update)
+    params = {"w": jnp.asarray(np.random.default_rng(0).standard_normal(4096), jnp.float32)}
+    grads = _grads(params, 0)
+    assert PROGRAM in _compiled(_fused(tx), params, tx.init(params), grads)
+    got = _run(jax.jit(_fused(tx)), tx, params, 3)
+    want = _run(jax.jit(_plain(tx)), tx, params, 3)
+    _assert_identical(got, want)
+    # Dividing instead rounds differently for some of these elements: the check can fail.
+    g, p, s = (np.asarray(x, np.float32) for x in (grads["w"], params["w"], np.sqrt(np.float32(3.0))))
+    assert np.any(g / s != g * (np.float32(1.0) / s))
+
+
 def test_nan_propagates_through_max_and_min_as_in_xla():
     tx = _custom(lambda g, p: jnp.maximum(g, p) + jnp.minimum(p, g))
     params = {"w": jnp.array([jnp.nan, 1.0, 2.0, jnp.nan], jnp.float32)}
