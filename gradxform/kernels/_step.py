@@ -552,7 +552,7 @@ def _call_in_groups(
     columns: list[list[jax.Array]],
     updated: list[int],
     in_place: Callable[[int, int], bool] = lambda column, leaf: True,
-    per_call: int | None = None,
+    per_call: int = _LEAVES_PER_CALL,
 ) -> list[list[jax.Array]]:
     """Runs a hand-written kernel over all leaves, at most ``per_call`` leaves a call.
 
@@ -564,7 +564,6 @@ def _call_in_groups(
     Returns:
       The new arrays of each updated column, in the order of ``updated``.
     """
-    per_call = per_call or _LEAVES_PER_CALL
     new_columns: list[list[jax.Array]] = [[] for _ in updated]
     for lo in range(0, len(columns[0]), per_call):
         group = [col[lo : lo + per_call] for col in columns]
