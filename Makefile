@@ -10,8 +10,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# setuptools warns on every editable install of a package at the top of its repository that
+# other top-level folders could shadow it on import; ours are benchmarks/, configs/, docs/,
+# notebooks/ and tests/, none named gradxform, so the warning is left out of the output.
 $(VENV)/.installed-%: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[$*]"
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e ".[$*]"
 	@touch $@
 
 demo: $(VENV)/.installed-demo
