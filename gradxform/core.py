@@ -599,6 +599,15 @@ def check_hyperparam(owner: str, name: str, value: Any, allowed: Interval) -> No
         raise ValueError(f"{owner}: {name} must be finite{bound}, got {name}={value!r}.")
     if not allowed.contains(x):
         raise ValueError(f"{owner}: {name} must be {allowed}, got {name}={value!r}.")
+    with np.errstate(over="ignore"):
+        x32 = float(np.float32(x))
+    if math.isinf(x32) or not allowed.contains(x32):
+        # Hyperparameters are float32 data: b2 = 0.99999999 is stored as 1.0 (a division by
+        # zero in the bias correction), 1e39 as inf; a compiled step could not check them.
+        raise ValueError(
+            f"{owner}: {name}={value!r} is {x32!r} in float32, the dtype hyperparameters are "
+            f"kept in; {name} must be {allowed} after that rounding."
+        )
 
 
 def check_number(owner: str, name: str, value: Any, allowed: Interval) -> None:

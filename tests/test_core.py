@@ -325,8 +325,10 @@ def test_repr_html_renders_stages():
         (lambda: gx.sgd(0.1, momentum=0.9, accumulator_dtype="int8"), r"sgd: accumulator_dtype must be a floating-point"),
         (lambda: gx.adam(1e-3, mu_dtype="float33"), r"adam: mu_dtype must be a dtype such as"),
         (lambda: gx.sgd(0.1, 0.9, nesterov="false"), r"sgd: nesterov must be True or False, got str nesterov='false'"),
+        (lambda: gx.adam(1e-3, b2=0.99999999), r"adam: b2=0.99999999 is 1.0 in float32.*b2 must be in \[0, 1\)"),
+        (lambda: gx.adam(1e39), r"adam: learning_rate=1e\+39 is inf in float32"),
     ],
-    ids=["negative-lr", "b1", "b2", "eps", "string", "bool", "nan", "max-norm", "inf-lr", "int-moment", "int-accumulator", "unknown-dtype", "flag-string"],
+    ids=["negative-lr", "b1", "b2", "eps", "string", "bool", "nan", "max-norm", "inf-lr", "int-moment", "int-accumulator", "unknown-dtype", "flag-string", "b2-rounds-to-one", "lr-overflows-float32"],
 )
 def test_invalid_hyperparameters_raise_at_construction(make, match):
     with pytest.raises(ValueError, match=match):
