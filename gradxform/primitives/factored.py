@@ -27,6 +27,7 @@ from gradxform.core import (
     check_positive_int,
     check_same_tree,
     new_count,
+    path_str,
     safe_increment,
     tree_map_unzip,
 )
@@ -125,14 +126,19 @@ def scale_by_factored_rms(
             f"got decay_rate_fn={decay_rate_fn!r}."
         )
 
+    def statistic_shapes(shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+        """The shapes of a parameter's (row, column, full) statistics."""
+        dims = _factored_dims(shape, factored, min_dim_size_to_factor)
+        if dims is None:
+            return (), (), tuple(shape)
+        return tuple(np.delete(shape, dims[1]).tolist()), tuple(np.delete(shape, dims[0]).tolist()), ()
+
     def init(params):
         def rows(p):
-            dims = _factored_dims(p.shape, factored, min_dim_size_to_factor)
-            return jnp.zeros(np.delete(p.shape, dims[1]), _real_dtype(p)) if dims else jnp.zeros([], _real_dtype(p))
+            return jnp.zeros(statistic_shapes(p.shape)[0], _real_dtype(p))
 
         def cols(p):
-            dims = _factored_dims(p.shape, factored, min_dim_size_to_factor)
-            return jnp.zeros(np.delete(p.shape, dims[0]), _real_dtype(p)) if dims else jnp.zeros([], _real_dtype(p))
+            return jnp.zeros(statistic_shapes(p.shape)[1], _real_dtype(p))
 
         def full(p):
             # zeros_like keeps the parameter's sharding: this moment is as large as it.
@@ -145,6 +151,17 @@ def scale_by_factored_rms(
 
     def update(updates, state, params=None, **extra):
         check_same_tree(updates, state.v, "updates", "scale_by_factored_rms's state", shapes=False)
+        for (path, g), r, c, v in zip(
+            jax.tree_util.tree_flatten_with_path(updates)[0], *map(jax.tree.leaves, (state.v_row, state.v_col, state.v))
+        ):
+            have = (jnp.shape(r), jnp.shape(c), jnp.shape(v))
+            if have != statistic_shapes(jnp.shape(g)):
+                raise ValueError(
+                    f"scale_by_factored_rms: the gradient at '{path_str(path)}' has shape {jnp.shape(g)}, "
+                    f"but the state's (row, column, full) statistics for it have shapes {have}, made by "
+                    "init() for a parameter of another shape. Give update() gradients shaped like the "
+                    "parameters init() was called with."
+                )
         rate = decay_rate_fn(state.count - step_offset, decay_rate)
         eps = jnp.asarray(epsilon, jnp.float32)
 
@@ -254,6 +271,15 @@ def sm3_accumulator(b2: float = 1.0, eps: float = 1e-8) -> GradientTransformatio
                 "sm3_accumulator's state does not have the tree structure of the updates; "
                 "give update() gradients of the tree its init() was called with."
             ) from None
+        for (path, g), a in zip(jax.tree_util.tree_flatten_with_path(updates)[0], accs):
+            have = [jnp.shape(x) for x in a] if isinstance(a, (list, tuple)) else a
+            if have != ([g.shape] if g.ndim < 2 else [(n,) for n in g.shape]):
+                raise ValueError(
+                    f"sm3_accumulator: the gradient at '{path_str(path)}' has shape {g.shape}, but the "
+                    f"state's accumulators for it have shapes {have}, made by init() for a parameter "
+                    "of another shape. Give update() gradients shaped like the parameters init() was "
+                    "called with."
+                )
         results = [leaf(g, a) for g, a in zip(leaves, accs)]
         out = treedef.unflatten([r[0] for r in results])
         mu = treedef.unflatten([r[1] for r in results])

@@ -118,6 +118,26 @@ def test_sm3_accumulator_matches_the_paper():
 
 
 @pytest.mark.parametrize(
+    "make,shape,match",
+    [
+        (lambda: gx.adafactor(), (1, 4), r"gradient at 'w' has shape \(1, 4\).*\(\(\), \(\), \(3, 4\)\)"),
+        (lambda: gx.scale_by_factored_rms(min_dim_size_to_factor=3), (3, 5), r"gradient at 'w' has shape \(3, 5\).*\(\(3,\), \(4,\), \(\)\)"),
+        (lambda: gx.adafactor(), (), r"gradient at 'w' has shape \(\)"),
+        (lambda: gx.sm3(0.1), (1, 4), r"sm3_accumulator: the gradient at 'w' has shape \(1, 4\).*\[\(3,\), \(4,\)\]"),
+        (lambda: gx.sm3_accumulator(), (12,), r"sm3_accumulator: the gradient at 'w' has shape \(12,\)"),
+    ],
+    ids=["adafactor-broadcastable", "factored-wider", "adafactor-scalar", "sm3-broadcastable", "sm3-raveled"],
+)
+def test_factored_state_rejects_gradients_of_another_shape(make, shape, match):
+    # Adafactor's state is not shaped like the parameters, so the usual check passed and a
+    # (1, 4) gradient was broadcast against a (3, 4) moment; SM3 failed inside a reshape.
+    tx = make()
+    state = tx.init({"w": jnp.ones((3, 4))})
+    with pytest.raises(ValueError, match=match):
+        jax.jit(tx.update)({"w": jnp.ones(shape)}, state)
+
+
+@pytest.mark.parametrize(
     "ours,reference",
     [
         # LARS without weight decay and without the trust ratio is SGD with momentum
