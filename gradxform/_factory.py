@@ -20,6 +20,7 @@ schedule's numeric arguments (a `Schedule`'s ``dynamic`` fields) are kept in the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import threading
@@ -31,10 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform.core import (
+    COUNT_DTYPE,
     HYPERPARAM_DTYPE,
     as_arrays,
     GradientTransformation,
     Interval,
+    REAL,
     Schedule,
     Spec,
     call_update,
@@ -164,7 +167,7 @@ def transformation(
                 )
             for arg in dynamic:
                 _check_schedule_values(public_name, arg, arguments[arg], declared[arg])
-            return _inject(public_name, arguments, dynamic, build)
+            return _inject(public_name, arguments, dynamic, build, declared)
 
         public.__gradxform_hyperparams__ = tuple(declared)  # type: ignore[attr-defined]
         _DECLARED[public_name] = declared
@@ -184,6 +187,7 @@ def _inject(
     arguments: dict[str, Any],
     dynamic: list[str],
     build: Callable[[dict[str, Any]], GradientTransformation],
+    declared: Mapping[str, Interval] | None = None,
 ) -> GradientTransformation:
     schedules = {a: arguments[a] for a in dynamic if is_schedule(arguments[a])}
     constants = {a: arguments[a] for a in dynamic if a not in schedules}
@@ -205,7 +209,7 @@ def _inject(
         return values
 
     # Built once eagerly: validates the whole composition and gives the state's structure.
-    initial = {a: _first_value(public_name, a, arguments[a]) if a in schedules else arguments[a] for a in dynamic}
+    initial = {a: _first_value(public_name, a, arguments[a], (declared or {}).get(a, REAL)) if a in schedules else arguments[a] for a in dynamic}
     eager = build({**arguments, **initial})
     eager_hyper = tuple(dynamic)
 
@@ -240,9 +244,11 @@ def _inject(
 
 
 def _check_schedule_values(public_name: str, arg: str, schedule: Any, allowed: Interval) -> None:
-    """Raises ``ValueError`` if a `Schedule` given as ``arg`` has a value field (its initial,
-    peak or end value) outside ``arg``'s range: only the value at step 0 is otherwise checked,
-    and a learning rate decaying to a negative end value would turn into gradient ascent."""
+    """Raises ``ValueError`` if a `Schedule` given as ``arg`` leaves ``arg``'s range: if a
+    value field (its initial, peak or end value) is outside it, or if the schedule is outside
+    it at one of its `_event_steps` (a cosine decay with ``alpha < 0`` ends negative, a
+    piecewise scale can push ``b1`` past 1). Only the value at step 0 is otherwise checked,
+    and a learning rate decaying below zero would turn into gradient ascent."""
     if not isinstance(schedule, Schedule):
         return
     for field, value in schedule.dynamic_args().items():
@@ -251,10 +257,57 @@ def _check_schedule_values(public_name: str, arg: str, schedule: Any, allowed: I
                 f"{public_name}: {arg} follows a schedule whose {field} is {value!r}, but {arg} "
                 f"must be {allowed} at every step."
             )
+    steps = _event_steps(schedule)
+    try:
+        values = jax.vmap(schedule)(jnp.asarray(steps, COUNT_DTYPE))
+    except Exception:  # a subclass that cannot take a batch of steps: step 0 is still checked
+        return
+    if is_tracer(values):
+        return
+    for step, value in zip(steps, np.asarray(values, np.float64).ravel().tolist()):
+        if not allowed.contains(value):
+            raise ValueError(
+                f"{public_name}: {arg} follows a schedule that is {value:g} at step {step}, but {arg} "
+                f"must be {allowed} at every step."
+            )
 
 
-def _first_value(public_name: str, arg: str, schedule: Callable[[Any], Any]) -> jax.Array:
-    """``schedule(0)`` as a float32 scalar, or an error naming the argument it was given as."""
+_LAST_STEP = int(np.iinfo(np.int32).max)  # where step counts saturate
+
+
+def _event_steps(schedule: Schedule) -> list[int]:
+    """The steps where a schedule of the library can reach its extremes: 0, the last step,
+    and each step count among its fields (boundaries, warm-up and decay lengths, table
+    lengths, also those of nested schedules) with its neighbours and their sum (a decay
+    that starts after a warm-up). Between such steps each piece is monotone."""
+    found: set[int] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, (bool, np.bool_)):
+            return
+        if isinstance(value, (int, np.integer)):
+            found.add(int(value))
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(k)
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            found.add(len(value))
+            for v in value:
+                walk(v)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for field in dataclasses.fields(value):
+                walk(getattr(value, field.name))
+
+    walk(schedule)
+    steps = {0, _LAST_STEP, min(sum(found), _LAST_STEP)}
+    steps |= {min(max(n + d, 0), _LAST_STEP) for n in found for d in (-1, 0, 1)}
+    return sorted(steps)
+
+
+def _first_value(public_name: str, arg: str, schedule: Callable[[Any], Any], allowed: Interval) -> jax.Array:
+    """``schedule(0)`` as a float32 scalar, or an error naming the argument it was given as
+    (also if the value is outside ``allowed``)."""
     try:
         value = _f32(schedule(new_count()))
     except Exception as e:
@@ -267,6 +320,11 @@ def _first_value(public_name: str, arg: str, schedule: Callable[[Any], Any]) -> 
         raise ValueError(
             f"{public_name}: the schedule given as {arg} must return a scalar, got shape "
             f"{value.shape} at step 0."
+        )
+    if not is_tracer(value) and not allowed.contains(float(value)):
+        raise ValueError(
+            f"{public_name}: the schedule given as {arg} is {float(value):g} at step 0, but {arg} "
+            f"must be {allowed} at every step."
         )
     return value
 

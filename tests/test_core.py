@@ -189,6 +189,23 @@ def test_schedule_values_are_checked_against_the_hyperparameter_range():
     gx.set_hyperparams(state, **{"learning_rate.init_value": 0.5, "learning_rate.alpha": 0.1})
 
 
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: gx.adam(gx.schedules.cosine_decay_schedule(1e-3, 100, alpha=-1.0)), r"adam: learning_rate follows a schedule that is -[0-9.e-]+ at step 99, but learning_rate must be >= 0"),
+        (lambda: gx.adam(gx.schedules.stepwise_schedule([1e-3, -1e-3], [10])), r"adam: learning_rate follows a schedule that is -0.001 at step 10"),
+        (lambda: gx.adam(1e-3, b1=gx.schedules.piecewise_constant_schedule(0.5, {10: 3.0})), r"adam: b1 follows a schedule that is 1.5 at step 10, but b1 must be in \[0, 1\)"),
+        (lambda: gx.sgd(0.1, momentum=gx.schedules.exponential_decay(0.5, 10, 3.0)), r"sgd: momentum follows a schedule that is [0-9.]+ at step \d+, but momentum must be in \[0, 1\]"),
+        (lambda: gx.adam(lambda count: -1e-3), r"adam: the schedule given as learning_rate is -0.001 at step 0, but learning_rate must be >= 0"),
+    ],
+    ids=["cosine-negative-alpha", "stepwise-negative", "piecewise-b1-past-one", "growing-momentum", "function-negative-at-0"],
+)
+def test_schedules_leaving_the_range_after_step_0_are_rejected(make, match):
+    # Only value fields were checked: these schedules left the range at a later step, silently.
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
 def test_hyperparams_of_a_transformation_instead_of_its_state_is_an_error():
     with pytest.raises(TypeError, match=r"hyperparams: state is a transformation"):
         gx.hyperparams(gx.adam(1e-3))
