@@ -285,8 +285,16 @@ def test_handmade_transformation_is_named_by_path():
             {"name": "masked", "args": {"inner": {"name": "sgd", "args": {"learning_rate": 0.1}}, "mask": {"function": "by_pat"}}},
             r"optimizer\.args\.mask\.function: unknown function 'by_pat'\. Did you mean 'by_path'",
         ),
+        (
+            {"name": "adam", "args": {"learning_rate": {"schedule": "CosineDecaySchedule", "init_value": 0.1, "decay_steps": -5}}},
+            r"optimizer\.args\.learning_rate: schedule CosineDecaySchedule: cosine_decay_schedule: decay_steps must be an integer >= 1",
+        ),
+        (
+            {"name": "adam", "args": {"learning_rate": {"schedule": "PiecewiseConstantSchedule", "init_value": 0.1, "boundaries_and_scales": {10: -1.0}}}},
+            r"optimizer\.args\.learning_rate: .*boundaries_and_scales\[10\] must be >= 0",
+        ),
     ],
-    ids=["unknown-name", "unknown-arg", "negative-lr", "wrong-type", "missing-arg", "unknown-key", "not-a-mapping", "nested", "unknown-schedule", "unknown-function"],
+    ids=["unknown-name", "unknown-arg", "negative-lr", "wrong-type", "missing-arg", "unknown-key", "not-a-mapping", "nested", "unknown-schedule", "unknown-function", "schedule-class-checked", "schedule-class-scale"],
 )
 def test_errors_name_the_key(config, message):
     with pytest.raises(gx.ConfigError, match=message):
