@@ -293,6 +293,12 @@ def _build_transformation(config: Any, path: str) -> GradientTransformation:
     ]
     if missing:
         raise ConfigError(args_path, f"{name} needs the argument(s) {', '.join(missing)}, which are missing.")
+    for param in params.values():
+        if param.kind is param.VAR_POSITIONAL and not isinstance(args.get(param.name, []), (list, tuple)):
+            raise ConfigError(
+                _join(args_path, param.name),
+                f"{name} takes {param.name} as a list, got {type(args[param.name]).__name__} {args[param.name]!r}.",
+            )
     values = {key: _value_from_config(value, _join(args_path, key), key) for key, value in args.items()}
     call_args, call_kwargs = _call_arguments(sig, values)
     try:

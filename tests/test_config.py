@@ -293,8 +293,12 @@ def test_handmade_transformation_is_named_by_path():
             {"name": "adam", "args": {"learning_rate": {"schedule": "PiecewiseConstantSchedule", "init_value": 0.1, "boundaries_and_scales": {10: -1.0}}}},
             r"optimizer\.args\.learning_rate: .*boundaries_and_scales\[10\] must be >= 0",
         ),
+        (
+            {"name": "chain", "args": {"transforms": {"name": "sgd", "args": {"learning_rate": 0.1}}}},
+            r"optimizer\.args\.transforms: chain takes transforms as a list, got dict",
+        ),
     ],
-    ids=["unknown-name", "unknown-arg", "negative-lr", "wrong-type", "missing-arg", "unknown-key", "not-a-mapping", "nested", "unknown-schedule", "unknown-function", "schedule-class-checked", "schedule-class-scale"],
+    ids=["unknown-name", "unknown-arg", "negative-lr", "wrong-type", "missing-arg", "unknown-key", "not-a-mapping", "nested", "unknown-schedule", "unknown-function", "schedule-class-checked", "schedule-class-scale", "stages-not-a-list"],
 )
 def test_errors_name_the_key(config, message):
     with pytest.raises(gx.ConfigError, match=message):
