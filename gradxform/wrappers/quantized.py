@@ -246,9 +246,12 @@ def dynamic_map(signed: bool) -> np.ndarray:
 
 
 def _quantizable(x: Any, min_size: int) -> bool:
+    # Never a scalar, whatever min_size: counts and hyperparameters must stay float32 scalars
+    # for gx.hyperparams and set_hyperparams (and one would take a whole block).
     return (
         hasattr(x, "dtype")
         and jnp.issubdtype(x.dtype, jnp.floating)
+        and jnp.ndim(x) > 0
         and math.prod(jnp.shape(x)) >= min_size
     )
 

@@ -102,6 +102,19 @@ def test_state_bytes_small_leaves_and_hyperparams():
     assert jax.tree.structure(abstract) == jax.tree.structure(state)
 
 
+@pytest.mark.parametrize("min_size", [0, 1], ids=["min-size-0", "min-size-1"])
+def test_hyperparams_stay_float32_scalars_with_any_min_size(min_size):
+    # With min_size <= 1 every hyperparameter became a QuantizedArray of one 2048-code block:
+    # gx.hyperparams returned those, and set_hyperparams changed the state's structure.
+    tx = gx.quantized_state(gx.adam(1e-3), min_size=min_size)
+    state = tx.init({"w": jnp.ones(3)})
+    assert all(isinstance(v, jax.Array) and v.shape == () for v in gx.hyperparams(state).values())
+    changed = gx.set_hyperparams(state, learning_rate=1e-2)
+    assert jax.tree.structure(changed) == jax.tree.structure(state)
+    _, after = tx.update({"w": jnp.ones(3)}, changed)
+    assert float(gx.hyperparams(after)["learning_rate"]) == pytest.approx(1e-2)
+
+
 def test_digits_final_loss_within_two_percent():
     """The 2% criterion: an MLP on scikit-learn's digits, 8-bit Adam against float32 Adam."""
     from sklearn.datasets import load_digits
