@@ -17,7 +17,15 @@ import numpy as np
 
 from gradxform._factory import REGISTRY, HyperparamsState, _nested
 from gradxform.combinators import BranchState
-from gradxform.core import GradientTransformation, Schedule, Spec, check_transformation, is_named_pair, is_transformation
+from gradxform.core import (
+    GradientTransformation,
+    Schedule,
+    Spec,
+    check_transformation,
+    is_named_pair,
+    is_tracer,
+    is_transformation,
+)
 
 
 def format_value(value: Any) -> str:
@@ -26,6 +34,8 @@ def format_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, (int, float, np.number)):
         return f"{value:g}" if isinstance(value, float) else str(value)
+    if is_tracer(value):  # a hyperparameter given as a traced value (built inside jit)
+        return f"<traced {value.aval.str_short()}>"
     if isinstance(value, (jnp.ndarray, np.ndarray)) and np.ndim(value) == 0:
         return f"{float(value):g}"
     if isinstance(value, type) or hasattr(value, "dtype") and isinstance(value, np.dtype):

@@ -28,6 +28,21 @@ def test_describe_of_something_else_is_a_type_error():
         gx.diagram({"name": "adam"})
 
 
+def test_describe_of_an_optimizer_built_inside_jit_shows_traced_values():
+    # repr(tx) calls describe: printing such an optimizer, or an error message naming it,
+    # failed with a ConcretizationTypeError.
+    @jax.jit
+    def build(lr):
+        texts.append(gx.describe(gx.adam(lr)))
+        texts.append(repr(gx.sgd(lr, momentum=lr)))
+        return lr
+
+    texts = []
+    build(0.1)
+    assert texts[0].startswith("adam(learning_rate=<traced float32[]>, b1=0.9")
+    assert "momentum=<traced float32[]>" in texts[1]
+
+
 def test_html_shows_stages_in_order_with_hyperparameters():
     html = gx.adam(1e-3, b2=0.99)._repr_html_()
     for stage in ("scale_by_adam", "ema", "bias_correction", "square", "sqrt", "scale_by_learning_rate"):
