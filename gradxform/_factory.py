@@ -406,7 +406,7 @@ def _call_checked(
     _check_float0(public_name, updates)
     try:
         new_updates, new_state = call_update(tx, updates, state, params, extra)
-    except (AttributeError, IndexError, KeyError) as e:  # never one of our own messages
+    except (AttributeError, IndexError, KeyError, TypeError) as e:  # a TypeError: tuple["label"]
         _check_inner_state(public_name, eager, updates, state, e)
         raise
     _check_integer_gradients(public_name, updates, new_updates)

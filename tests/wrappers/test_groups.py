@@ -81,6 +81,19 @@ def test_partition_error_names_the_label_without_transformation():
         gx.partition({"fast": gx.sgd(0.1), "slow": gx.sgd(0.1)}, LABELS).init(mixed_params())
 
 
+@pytest.mark.parametrize(
+    "foreign",
+    [lambda p: gx.adam(0.1).init(p), lambda p: gx.partition({"x": gx.sgd(0.1)}, "x").init(p)],
+    ids=["optimizer-state", "other-labels"],
+)
+def test_partition_given_another_optimizers_state_says_so(foreign):
+    # An Adam state failed with "tuple indices must be integers or slices, not str".
+    params = {"w": jnp.ones(2), "b": jnp.ones(1)}
+    tx = gx.partition({"a": gx.adam(0.1), "b": gx.sgd(0.1)}, {"w": "a", "b": "b"})
+    with pytest.raises(ValueError, match=r"partition\.update\(\) was given a state that partition\.init\(\) does not make"):
+        tx.update(params, foreign(params), params)
+
+
 def test_mask_that_is_not_a_prefix_is_an_error_listing_paths():
     with pytest.raises(ValueError, match="parameter paths: b, kernel, s, w"):
         gx.masked(gx.sgd(0.1), {"w": True}).init(mixed_params())
