@@ -497,10 +497,16 @@ def test_call_update_is_not_fooled_by_a_reused_function_id():
         del without_extra
 
 
+def test_lbfgs_names_its_linesearch_argument():
+    # It used to say "chain: stage 2 must be a gradient transformation".
+    with pytest.raises(TypeError, match=r"^lbfgs: linesearch must be a gradient transformation .* got str: 'zoom'"):
+        gx.lbfgs(linesearch="zoom")
+
+
 @pytest.mark.parametrize(
     "call",
-    [lambda b: gx.chain(b), lambda b: gx.lookahead(b, 2, 0.5), lambda b: gx.quantized_state(b)],
-    ids=["chain", "lookahead", "quantized_state"],
+    [lambda b: gx.chain(b), lambda b: gx.lookahead(b, 2, 0.5), lambda b: gx.quantized_state(b), lambda b: gx.lbfgs(linesearch=b)],
+    ids=["chain", "lookahead", "quantized_state", "lbfgs-linesearch"],
 )
 def test_every_wrapper_names_the_usual_slips_with_a_transformation(call):
     """One check serves every place that takes a transformation: an uncalled factory is told

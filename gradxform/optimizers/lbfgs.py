@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.combinators import chain, identity
-from gradxform.core import NON_NEGATIVE, GradientTransformation, PyTree, abs_sq, check_positive_int, check_same_tree, new_count, require_params, safe_increment, tree_zeros_like
+from gradxform.core import NON_NEGATIVE, GradientTransformation, PyTree, abs_sq, check_positive_int, check_same_tree, check_transformation, new_count, require_params, safe_increment, tree_zeros_like
 from gradxform.optimizers.zoom import scale_by_zoom_linesearch
 from gradxform.primitives.elementwise import scale, scale_by_learning_rate
 from gradxform.primitives.inner import tree_real_vdot
@@ -211,5 +211,7 @@ def lbfgs(
       >>> [round(x, 4) for x in w.tolist()]
       [0.4, 0.4, 0.4]
     """
+    if linesearch is not None:
+        check_transformation("lbfgs", "linesearch", linesearch, call="gx.{owner}(linesearch={arg})")
     step = scale(-1.0) if learning_rate is None else scale_by_learning_rate(learning_rate)
     return chain(scale_by_lbfgs(memory_size, scale_init_precond), step, identity() if linesearch is None else linesearch)
