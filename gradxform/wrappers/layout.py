@@ -41,6 +41,7 @@ from gradxform.core import (
     PyTree,
     call_update,
     check_positive_int,
+    check_same_tree,
     check_transformation,
     explicit_axes,
     path_str,
@@ -138,10 +139,11 @@ class Layout:
     def _leaves(self, tree: PyTree) -> list[Any]:
         leaves, treedef = jax.tree.flatten(tree)
         if treedef != self.treedef or tuple(tuple(jnp.shape(x)) for x in leaves) != self.shapes:
-            raise ValueError(
-                f"This tree does not have the layout's structure and shapes: layout made for "
-                f"{len(self.shapes)} leaves of {self.treedef}, got {len(leaves)} leaves of {treedef}. "
-                "Build the layout from the same parameter tree (bucket_layout(params))."
+            # Raises, naming the paths or the leaf whose shape differs.
+            layout = jax.tree.unflatten(self.treedef, [jax.ShapeDtypeStruct(s, d) for s, d in zip(self.shapes, self.dtypes)])
+            check_same_tree(
+                tree, layout, "arrays given to Layout.pack", "layout",
+                hint="Build the layout from the same parameter tree (bucket_layout(params)).",
             )
         return leaves
 
@@ -266,6 +268,8 @@ def bucketed(inner: GradientTransformation, small_size: int = 16384, bucket_size
 
     def update(updates, state, params=None, **extra):
         layout = bucket_layout(updates, small_size, bucket_size)
+        if params is not None:
+            check_same_tree(params, updates, "params", "updates", allow_none=True)
         packed_params = None if params is None else layout.pack(params)
         packed, state = call_update(inner, layout.pack(updates), state, packed_params, extra)
         return layout.unpack(packed), state

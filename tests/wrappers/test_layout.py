@@ -136,6 +136,17 @@ def test_wrong_tree_and_bad_arguments_raise():
     assert gx.bucket_layout(params, small_size=math.inf).kept == ()
 
 
+def test_a_leaf_of_another_shape_is_named():
+    # Same structure, one shape changed: the message showed two identical tree structures.
+    params = {"w": jnp.ones((64, 64)), "b": jnp.zeros(8), "c": jnp.ones(3)}
+    layout = gx.bucket_layout(params, small_size=100)
+    with pytest.raises(ValueError, match=r"Parameter 'b' has shape \(9,\) in the arrays given to Layout.pack but \(8,\) in the layout"):
+        layout.pack({**params, "b": jnp.ones(9)})
+    tx = gx.bucketed(gx.adam(0.1), small_size=100)
+    with pytest.raises(ValueError, match=r"Parameter 'b' has shape \(9,\) in the params but \(8,\) in the updates"):
+        tx.update(params, tx.init(params), {**params, "b": jnp.ones(9)})
+
+
 def test_a_small_leaf_sharded_over_explicit_axes_is_a_clear_error():
     """A bucket is one array, so its small leaves cannot keep shardings of their own over
     Explicit axes: packing names the leaf instead of failing inside a concatenation."""
