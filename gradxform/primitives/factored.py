@@ -272,7 +272,7 @@ def sm3_accumulator(b2: float = 1.0, eps: float = 1e-8) -> GradientTransformatio
                 "give update() gradients of the tree its init() was called with."
             ) from None
         for (path, g), a in zip(jax.tree_util.tree_flatten_with_path(updates)[0], accs):
-            have = [jnp.shape(x) for x in a] if isinstance(a, (list, tuple)) else a
+            have = [jnp.shape(x) for x in a] if isinstance(a, (list, tuple)) else [jnp.shape(a)]
             if have != ([g.shape] if g.ndim < 2 else [(n,) for n in g.shape]):
                 raise ValueError(
                     f"sm3_accumulator: the gradient at '{path_str(path)}' has shape {g.shape}, but the "

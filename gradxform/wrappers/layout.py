@@ -139,11 +139,13 @@ class Layout:
     def _leaves(self, tree: PyTree) -> list[Any]:
         leaves, treedef = jax.tree.flatten(tree)
         if treedef != self.treedef or tuple(tuple(jnp.shape(x)) for x in leaves) != self.shapes:
-            # Raises, naming the paths or the leaf whose shape differs.
+            hint = "Build the layout from the same parameter tree (bucket_layout(params))."
+            # Names the paths or the leaf whose shape differs.
             layout = jax.tree.unflatten(self.treedef, [jax.ShapeDtypeStruct(s, d) for s, d in zip(self.shapes, self.dtypes)])
-            check_same_tree(
-                tree, layout, "arrays given to Layout.pack", "layout",
-                hint="Build the layout from the same parameter tree (bucket_layout(params)).",
+            check_same_tree(tree, layout, "arrays given to Layout.pack", "layout", hint=hint)
+            raise ValueError(  # should check_same_tree find nothing to name, the difference is still an error
+                f"This tree does not have the layout's structure and shapes: layout made for "
+                f"{len(self.shapes)} leaves of {self.treedef}, got {len(leaves)} leaves of {treedef}. {hint}"
             )
         return leaves
 

@@ -137,6 +137,15 @@ def test_factored_state_rejects_gradients_of_another_shape(make, shape, match):
         jax.jit(tx.update)({"w": jnp.ones(shape)}, state)
 
 
+def test_sm3_state_with_an_array_where_its_accumulators_belong_is_named():
+    # A hand-built state with one array per leaf, not the list of per-axis accumulators.
+    tx = gx.sm3_accumulator()
+    state = tx.init({"w": jnp.ones((3, 4))})
+    state = state._replace(inner_state=state.inner_state._replace(mu={"w": jnp.zeros((3, 4))}))
+    with pytest.raises(ValueError, match=r"gradient at 'w' has shape \(3, 4\).*\[\(3, 4\)\]"):
+        tx.update({"w": jnp.ones((3, 4))}, state)
+
+
 @pytest.mark.parametrize(
     "ours,reference",
     [
