@@ -99,6 +99,7 @@ def update_and_apply(
 
     Raises:
       TypeError: if ``tx`` is not a gradient transformation.
+      ValueError: if ``params`` is None, or the trees do not match.
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
@@ -122,6 +123,11 @@ def update_and_apply(
       [0.9, -0.9]
     """
     check_transformation("update_and_apply", "tx", tx)
+    if params is None:
+        raise ValueError(
+            "update_and_apply: params is None, but the step returns the updated parameters: pass "
+            "the parameter tree (the one init() was called with), as update_and_apply(tx, grads, state, params)."
+        )
 
     if not kernel or differentiated(grads, state, params, extra):
         return plain_step(tx, grads, state, params, extra)

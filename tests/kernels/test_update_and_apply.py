@@ -290,6 +290,16 @@ def test_multi_steps_object_is_told_how_to_fit():
         gx.update_and_apply(gx.MultiSteps(gx.adam(0.1), 2), {}, (), {})
 
 
+@pytest.mark.parametrize("jitted", [False, True], ids=["eager", "jit"])
+def test_missing_params_say_the_step_needs_them(jitted):
+    # tx.update takes params=None; the fused step returns the new parameters, so it cannot.
+    tx = gx.adam(1e-2)
+    params = {"w": jnp.ones(3)}
+    step = jax.jit(gx.update_and_apply, static_argnums=0) if jitted else gx.update_and_apply
+    with pytest.raises(ValueError, match="update_and_apply: params is None"):
+        step(tx, params, tx.init(params), None)
+
+
 def test_mismatched_gradients_name_the_path():
     tx = gx.adam(1e-2)
     params = {"a": jnp.ones(3), "b": jnp.ones(2)}
