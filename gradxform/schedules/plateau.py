@@ -29,8 +29,10 @@ from gradxform.core import (
 
 MISSING_VALUE = (
     "reduce_on_plateau needs the monitored value at every update: call "
-    "`update(grads, state, params, value=loss)` (the keyword flows through chain and every "
-    "other combinator). For a metric computed every few steps, give the latest one each step "
+    "`update(grads, state, params, value=loss)` (the keyword flows through gx.chain and every "
+    "other gradxform combinator; optax.chain passes keywords only to Optax's own "
+    "GradientTransformationExtraArgs, so chain with gx.chain, which also takes Optax's "
+    "transformations). For a metric computed every few steps, give the latest one each step "
     "and raise accumulation_size, or update it only when the metric is computed."
 )
 

@@ -209,3 +209,15 @@ def test_missing_value_is_a_clear_error():
     state = tx.init(jnp.zeros(2))
     with pytest.raises(ValueError, match="value=loss"):
         tx.update(jnp.ones(2), state)
+
+
+def test_value_dropped_by_optax_chain_points_to_gx_chain():
+    # optax.chain passes keywords only to Optax's GradientTransformationExtraArgs, so the
+    # value never reaches ours; gx.chain carries it, with Optax's stages in it too.
+    p = jnp.ones(2)
+    inside_optax = optax.chain(optax.sgd(0.1), gx.reduce_on_plateau())
+    with pytest.raises(ValueError, match=r"optax\.chain passes keywords only .* chain with gx\.chain"):
+        inside_optax.update(p, inside_optax.init(p), p, value=jnp.float32(1.0))
+    inside_ours = gx.chain(optax.sgd(0.1), gx.reduce_on_plateau())
+    updates, _ = inside_ours.update(p, inside_ours.init(p), p, value=jnp.float32(1.0))
+    np.testing.assert_allclose(updates, -0.1 * p)
