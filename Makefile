@@ -18,7 +18,7 @@ $(VENV)/.installed-%: pyproject.toml | $(PY)
 	@touch $@
 
 demo: $(VENV)/.installed-demo
-	$(PY) -m gradxform train --config configs/default.yaml
+	$(PY) -m gradxform train --config configs/default.yaml --fresh
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -n 2 tests gradxform

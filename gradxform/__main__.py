@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--out", help="output folder (overrides the config's 'out')")
         if name == "train":
             sub.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output folder")
+            sub.add_argument(
+                "--fresh", action="store_true", help="start again, deleting the output folder's checkpoints (else they are an error)"
+            )
     return parser
 
 
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             from gradxform.job.train import train
 
-            train(cfg, steps=args.steps, resume=args.resume, out=args.out)
+            train(cfg, steps=args.steps, resume=args.resume, out=args.out, fresh=args.fresh)
         else:
             from gradxform.job.compare import compare
 

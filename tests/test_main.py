@@ -58,6 +58,26 @@ def test_default_reaches_95_percent_and_resume_is_bit_exact(tmp_path):
         np.testing.assert_array_equal(want[key], got[key], err_msg=key)
 
 
+def test_a_second_run_into_the_same_folder_keeps_the_checkpoints_unless_told(tmp_path):
+    """Running the same command twice must not delete the first run's training state: it
+    stops with a message (exit 2) until --resume or --fresh says which is meant."""
+    from gradxform.config import ConfigError
+    from gradxform.job import settings, train
+
+    default, out = str(ROOT / "configs" / "default.yaml"), str(tmp_path / "run")
+    ok(cli("train", "--config", default, "--steps", "2", "--out", out))
+    before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    again = cli("train", "--config", default, "--steps", "2", "--out", out)
+    assert again.returncode == 2, again.stderr[-2000:]
+    assert "holds the checkpoints of an earlier run" in again.stderr and "--resume" in again.stderr
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
+    cfg = settings.load(default)
+    with pytest.raises(ConfigError, match="not both"):
+        train.train(cfg, steps=2, out=out, resume=True, fresh=True)
+    replaced = ok(cli("train", "--config", default, "--steps", "2", "--out", out, "--fresh"))
+    assert "Starting afresh" in replaced and "test accuracy" in replaced
+
+
 @pytest.mark.parametrize("config", [c for c in CONFIGS if c.name != "default.yaml"], ids=lambda c: c.name)
 def test_every_config_trains(config, tmp_path):
     """Each YAML file trains for two steps: `compare` configs through the command line (the

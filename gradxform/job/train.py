@@ -225,7 +225,9 @@ def save_params(params: Any, path: Path) -> None:
     np.savez(path, **{path_str(p): np.asarray(v) for p, v in flat})
 
 
-def train(cfg: JobConfig, *, steps: int | None = None, resume: bool = False, out: str | None = None) -> Run:
+def train(
+    cfg: JobConfig, *, steps: int | None = None, resume: bool = False, out: str | None = None, fresh: bool = False
+) -> Run:
     """Runs the ``train`` command.
 
     Args:
@@ -233,24 +235,37 @@ def train(cfg: JobConfig, *, steps: int | None = None, resume: bool = False, out
       steps: total steps, overriding ``cfg.steps``.
       resume: continue from the latest checkpoint in ``out/checkpoints``.
       out: output folder, overriding ``cfg.out``.
+      fresh: start from step 0 even if ``out/checkpoints`` holds an earlier run, deleting
+        its checkpoints. Without it (or ``resume``) such a folder is an error, so that a
+        command run twice never deletes a run's training state.
 
     Returns:
       The `Run`; its files are in the output folder.
 
     Raises:
-      ConfigError: when resuming without a checkpoint, or with a different optimizer.
+      ConfigError: when resuming without a checkpoint, or with a different optimizer; when
+        both ``resume`` and ``fresh`` are given; when the output folder holds checkpoints and
+        neither is.
     """
     from gradxform.job.checkpoint import Checkpoints
 
+    if resume and fresh:
+        raise ConfigError("--fresh", "give --resume (continue the checkpoints) or --fresh (replace them), not both.")
     total = steps if steps is not None else cfg.steps
     folder = Path(out or cfg.out)
+    earlier = not resume and (folder / "checkpoints").exists()
+    if earlier and not fresh:
+        raise ConfigError(
+            "--out",
+            f"{folder / 'checkpoints'} holds the checkpoints of an earlier run. Pass --resume to "
+            "continue it, --fresh to delete them and start again, or another --out.",
+        )
     tx = cfg.build()
     data = load_digits(cfg.test_fraction, cfg.seed)
     _, params = init_model(cfg.hidden, cfg.seed)
     start = (0, params, init_optimizer(tx, params), new_history())  # checks the optimizer fits
-    if not resume and (folder / "checkpoints").exists():
-        # A fresh run replaces the old one's checkpoints (so `make demo` can run twice).
-        print(f"Starting afresh: removing the checkpoints in {folder / 'checkpoints'} (use --resume to continue them)")
+    if earlier:  # deleted only once the config has built and fits the model
+        print(f"Starting afresh: removing the checkpoints in {folder / 'checkpoints'} (--fresh)")
         shutil.rmtree(folder / "checkpoints")
     ckpt = Checkpoints(folder / "checkpoints", gx.to_config(tx))
     try:
