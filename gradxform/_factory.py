@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import math
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -265,10 +266,13 @@ def _check_schedule_values(public_name: str, arg: str, schedule: Any, allowed: I
     if is_tracer(values):
         return
     for step, value in zip(steps, np.asarray(values, np.float64).ravel().tolist()):
-        if not allowed.contains(value):
+        # Finite, as a constant must be: a polynomial decay with a negative power is inf at
+        # its last step, which a learning rate's range would otherwise admit.
+        if not math.isfinite(value) or not allowed.contains(value):
+            must = f"{allowed}" if math.isfinite(value) else "finite"
             raise ValueError(
                 f"{public_name}: {arg} follows a schedule that is {value:g} at step {step}, but {arg} "
-                f"must be {allowed} at every step."
+                f"must be {must} at every step."
             )
 
 
