@@ -164,7 +164,9 @@ def transformation(
                 if _is_nested():
                     return GradientTransformation(body.init, body.update, spec)
                 return GradientTransformation(
-                    lambda params: body.init(as_arrays(params)), _checked_update(public_name, body), spec
+                    lambda params: _own_buffers(body.init(as_arrays(params)), params),
+                    _checked_update(public_name, body),
+                    spec,
                 )
             for arg in dynamic:
                 _check_schedule_values(public_name, arg, arguments[arg], declared[arg])
@@ -218,7 +220,7 @@ def _inject(
         count = new_count()
         sargs = schedule_args()
         hyper = current_values(count, {a: _f32(v) for a, v in constants.items()}, sargs)
-        return HyperparamsState(count, hyper, sargs, eager.init(as_arrays(params)))
+        return _own_buffers(HyperparamsState(count, hyper, sargs, eager.init(as_arrays(params))), params)
 
     def update(updates, state, params=None, **extra):
         if not isinstance(state, HyperparamsState):
@@ -242,6 +244,27 @@ def _inject(
 
     spec = Spec(public_name, arguments, _body_of(eager), tuple(dynamic))
     return GradientTransformation(init, update, spec)
+
+
+def _own_buffers(state: Any, params: Any) -> Any:
+    """``state`` with every array that is also one of ``params``' leaves, or another leaf of
+    ``state``, replaced by a copy (same dtype, sharding and commitment).
+
+    A stage may start two counters from one zero, or keep the parameters themselves as its
+    first snapshot; a jitted step that donates its state (``donate_argnums``, as with Flax's
+    ``TrainState``) then fails with "Attempt to donate the same buffer twice" on its first
+    call. Only an eager ``init`` can alias: under a trace the leaves are fresh values."""
+    seen = {id(x) for x in jax.tree.leaves(params) if isinstance(x, jax.Array)}
+
+    def own(x: Any) -> Any:
+        if not isinstance(x, jax.Array) or is_tracer(x):
+            return x
+        if id(x) in seen:
+            return jnp.copy(x)
+        seen.add(id(x))
+        return x
+
+    return jax.tree.map(own, state)
 
 
 def _check_schedule_values(public_name: str, arg: str, schedule: Any, allowed: Interval) -> None:

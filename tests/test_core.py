@@ -96,6 +96,35 @@ def test_flax_nnx_optimizer_with_adamw():
     assert losses[-1] < 0.5 * losses[0]
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gx.MultiSteps(gx.adam(1e-2), 2).gradient_transformation(),
+        lambda: gx.apply_if_finite(gx.sgd(0.1), 3),
+        lambda: gx.chain(gx.adam(1e-2), gx.reduce_on_plateau()),
+        lambda: gx.mechanize(gx.sgd(0.1)),
+        lambda: gx.scale_by_lbfgs(),
+        lambda: gx.chain(gx.snapshot("norm", lambda u: u), gx.sgd(0.1)),
+    ],
+    ids=["multi_steps", "apply_if_finite", "reduce_on_plateau", "mechanize", "scale_by_lbfgs", "snapshot"],
+)
+def test_state_and_params_can_be_donated_from_the_first_step(make):
+    # An init that reused one array for two leaves (or kept the parameters themselves)
+    # made the first donated step fail: "Attempt to donate the same buffer twice".
+    tx = make()
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+    state = tx.init(params)
+
+    def step(params, state):
+        updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params, value=jnp.float32(1.0))
+        return gx.apply_updates(params, updates), state
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    for _ in range(2):
+        params, state = step(params, state)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
+
+
 # --------------------------------------------------------------------------- hyperparameters
 
 
