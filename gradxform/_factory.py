@@ -549,7 +549,8 @@ def hyperparams(state: Any, *, schedule_args: bool = False) -> dict[str, jax.Arr
     out = {}
     for key, (_, path, n, sched) in _keys(_collect(state), schedule_args).items():
         st = _find(state, path)
-        out[key] = st.schedule_args[sched[0]][sched[1]] if sched else st.hyperparams[n]
+        value = st.schedule_args[sched[0]][sched[1]] if sched else st.hyperparams[n]
+        out[key] = jax.tree.leaves(value)[0]  # the array inside an nnx OptArray
     return out
 
 
@@ -645,6 +646,13 @@ def _bounds(name: str, names: set[str]) -> list[Interval]:
 
 
 def _replace(node: Any, changes: dict, path: tuple[tuple[str, str], ...] = ()) -> Any:
+    # Only the containers on the way to a change are rebuilt, and each new value takes the
+    # wrapper of the value it replaces: an nnx.Optimizer keeps its state's leaves in
+    # OptArray variables and its parameter-shaped trees in nested nnx State, which a
+    # rebuilt container or a bare array would turn into another tree structure (the next
+    # step then fails or compiles again).
+    if not any(p[: len(path)] == path for p in changes):
+        return node
     if isinstance(node, HyperparamsState):
         inner = _replace(node.inner_state, changes, path)
         hyper = dict(node.hyperparams)
@@ -652,10 +660,10 @@ def _replace(node: Any, changes: dict, path: tuple[tuple[str, str], ...] = ()) -
         for key, value in changes.get(path, {}).items():
             if "." in key:
                 a, k = key.split(".", 1)
-                sargs[a][k] = value
+                sargs[a][k] = _like(sargs[a][k], value)
             else:
-                hyper[key] = value
-        return HyperparamsState(node.count, hyper, sargs, inner)
+                hyper[key] = _like(hyper[key], value)
+        return node._replace(hyperparams=hyper, schedule_args=sargs, inner_state=inner)
     if isinstance(node, tuple) and hasattr(node, "_fields"):
         return type(node)(*(_replace(getattr(node, f), changes, path + (("field", f),)) for f in node._fields))
     if isinstance(node, (tuple, list)):
@@ -663,6 +671,11 @@ def _replace(node: Any, changes: dict, path: tuple[tuple[str, str], ...] = ()) -
     if isinstance(node, Mapping):
         return type(node)({k: _replace(c, changes, path + (("key", str(k)),)) for k, c in node.items()})
     return node
+
+
+def _like(old: Any, value: jax.Array) -> Any:
+    """``value`` in the pytree wrapper ``old`` is in (an nnx ``OptArray``), or bare."""
+    return jax.tree.unflatten(jax.tree.structure(old), [value])
 
 
 __all__ = ["transformation", "HyperparamsState", "hyperparams", "set_hyperparams", "REGISTRY", "path_str"]

@@ -68,19 +68,25 @@ def test_flax_linen_train_state_with_adamw():
     assert float(gx.hyperparams(state.opt_state)["weight_decay"]) == pytest.approx(1e-4)
 
 
-def test_flax_nnx_optimizer_with_adamw():
+def _nnx_mlp(width):
     from flax import nnx
 
     class MLP(nnx.Module):
         def __init__(self, rngs):
-            self.hidden = nnx.Linear(5, 16, rngs=rngs)
-            self.out = nnx.Linear(16, 1, rngs=rngs)
+            self.hidden = nnx.Linear(5, width, rngs=rngs)
+            self.out = nnx.Linear(width, 1, rngs=rngs)
 
         def __call__(self, x):
             return self.out(nnx.relu(self.hidden(x)))
 
+    return MLP(nnx.Rngs(0))
+
+
+def test_flax_nnx_optimizer_with_adamw():
+    from flax import nnx
+
     x, y = _mlp_data()
-    model = MLP(nnx.Rngs(0))
+    model = _nnx_mlp(16)
     optimizer = nnx.Optimizer(model, gx.adamw(1e-2), wrt=nnx.Param)
 
     @nnx.jit
@@ -94,6 +100,33 @@ def test_flax_nnx_optimizer_with_adamw():
 
     losses = [float(step(model, optimizer)) for _ in range(100)]
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_set_hyperparams_on_an_nnx_optimizer_keeps_its_state_structure():
+    from flax import nnx
+
+    x, y = _mlp_data()
+    model = _nnx_mlp(4)
+    optimizer = nnx.Optimizer(model, gx.adam(1e-2), wrt=nnx.Param)
+    traces = []
+
+    @nnx.jit
+    def step(model, optimizer):
+        traces.append(1)
+        grads = nnx.grad(lambda m: optax.sigmoid_binary_cross_entropy(m(x), y).mean())(model)
+        optimizer.update(model, grads)
+
+    step(model, optimizer)
+    before = jax.tree.structure(optimizer.opt_state)
+    # Rebuilding the containers turned the nested nnx State into dicts and the OptArray
+    # into a bare array: the next step failed on the tree structure.
+    optimizer.opt_state = gx.set_hyperparams(optimizer.opt_state, learning_rate=0.0)
+    assert jax.tree.structure(optimizer.opt_state) == before
+    kernel = np.asarray(model.out.kernel[...])
+    step(model, optimizer)
+    np.testing.assert_array_equal(np.asarray(model.out.kernel[...]), kernel)
+    assert len(traces) == 1
+    assert isinstance(gx.hyperparams(optimizer.opt_state)["learning_rate"], jax.Array)
 
 
 @pytest.mark.parametrize(
