@@ -117,6 +117,11 @@ def transformation(
 
     Inside a factory, hyperparameters may be tracers: compute with them using ``jnp``,
     never branch on their values in Python.
+
+    A hyperparameter given as a number or a schedule is kept in the state (see
+    `set_hyperparams`); one given as a JAX array, concrete or traced, is used as given and
+    not kept, as when Optax's ``inject_hyperparams`` rebuilds the optimizer with each
+    step's values.
     """
     declared = dict(hyperparams or {})
 
@@ -155,8 +160,12 @@ def transformation(
                         f"{public_name}: {arg} must be True or False, got "
                         f"{type(arguments[arg]).__name__} {arg}={arguments[arg]!r}."
                     )
+            # A JAX array (or tracer) is the caller's to manage: Optax's inject_hyperparams
+            # passes each step's values so, rebuilding the optimizer at every update. Kept in
+            # the state, they would be ignored after init (and a traced call would expect
+            # another state than an eager init made).
             dynamic = [
-                a for a in declared if arguments[a] is not None and not is_tracer(arguments[a])
+                a for a in declared if arguments[a] is not None and not isinstance(arguments[a], jax.Array)
             ]
             if _is_nested() or not dynamic:
                 body = build(arguments)

@@ -53,6 +53,24 @@ def test_matches_optax_with_a_changed_learning_rate(name, make, jit):
     assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.01)
 
 
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "eager"])
+@pytest.mark.parametrize("factory", ["adam", "sgd"])
+def test_optax_inject_hyperparams_around_a_gradxform_factory(factory, jit):
+    # Optax calls the factory again at every update with that step's values as arrays.
+    # Kept in gradxform's own state, they were ignored after init (eager) and made the
+    # traced update expect another state than init's (jit).
+    kwargs = {"learning_rate": 0.1, **({"momentum": 0.9} if factory == "sgd" else {})}
+    want, _ = _run(optax.inject_hyperparams(getattr(optax, factory))(**kwargs), jit=jit)
+    got, state = _run(optax.inject_hyperparams(getattr(gx, factory))(**kwargs), jit=jit)
+    _close(got, want)
+    assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.01)
+
+    schedule = optax.linear_schedule(0.1, 0.0, 3)
+    want, _ = _run(optax.inject_hyperparams(optax.sgd)(learning_rate=schedule), jit=jit, change_at=-1)
+    got, _ = _run(optax.inject_hyperparams(gx.sgd)(learning_rate=schedule), jit=jit, change_at=-1)
+    _close(got, want)
+
+
 def test_a_schedule_is_evaluated_every_step_as_in_optax():
     schedule = optax.linear_schedule(0.1, 0.01, 5)
     want, ostate = _run(optax.inject_hyperparams(optax.adam)(learning_rate=schedule), change_at=-1)
