@@ -24,6 +24,7 @@ from gradxform.core import (
     cast_like,
     check_positive_int,
     check_transformation,
+    is_tracer,
     new_count,
     safe_increment,
     tree_zeros_like,
@@ -133,8 +134,8 @@ def multi_steps(
 
     Raises:
       TypeError: if ``opt`` is not a transformation.
-      ValueError: if an integer ``every_k_schedule`` is < 1, or ``should_skip_update_fn``
-        does not return a boolean scalar.
+      ValueError: if ``every_k_schedule`` is < 1 (a function: at step 0, or not a whole
+        number there), or ``should_skip_update_fn`` does not return a boolean scalar.
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -147,6 +148,7 @@ def multi_steps(
     """
     check_transformation("multi_steps", "opt", opt)
     if callable(every_k_schedule):
+        _check_every_k_schedule(every_k_schedule)
         k_of = every_k_schedule
     else:
         check_positive_int("multi_steps", "every_k_schedule", every_k_schedule)
@@ -190,6 +192,32 @@ def multi_steps(
         return out, MultiStepsState(mini_step, gradient_step, inner_state, acc, skip_state)
 
     return GradientTransformation(init, update)
+
+
+def _check_every_k_schedule(schedule: Callable[[jax.Array], jax.Array]) -> None:
+    """Raises ``ValueError`` unless ``schedule`` gives a whole number >= 1 at step 0: with
+    0, a negative or a fractional count of micro-batches no mini-step would complete an
+    optimizer step, and training would silently stop."""
+    try:
+        k = jnp.asarray(schedule(new_count()))
+    except Exception as e:
+        raise ValueError(
+            f"multi_steps: every_k_schedule failed at step 0 with {type(e).__name__}: {e}. It must be "
+            "an integer >= 1 or a function of the optimizer step returning one."
+        ) from e
+    if is_tracer(k):  # built inside a trace from traced values: nothing to check yet
+        return
+    if k.shape != () or not jnp.issubdtype(k.dtype, jnp.number) or jnp.iscomplexobj(k):
+        raise ValueError(
+            f"multi_steps: every_k_schedule must return an integer scalar, got dtype {k.dtype} and "
+            f"shape {k.shape} at step 0."
+        )
+    value = float(k)
+    if not (value >= 1 and value == int(value)):
+        raise ValueError(
+            f"multi_steps: every_k_schedule must return an integer >= 1 (micro-batches per step), "
+            f"got {value:g} at step 0."
+        )
 
 
 class MultiSteps:

@@ -113,3 +113,20 @@ def test_multi_steps_rejects_bad_arguments():
         gx.multi_steps(gx.sgd(0.1), every_k_schedule=0)
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
         gx.apply_every(0)
+
+
+@pytest.mark.parametrize(
+    "schedule,match",
+    [
+        (lambda step: 0, "got 0 at step 0"),
+        (lambda step: -1, "got -1 at step 0"),
+        (lambda step: 2.5, "got 2.5 at step 0"),
+        (lambda step: jnp.ones(2, jnp.int32), "integer scalar"),
+    ],
+    ids=["zero", "negative", "fractional", "array"],
+)
+def test_a_schedule_of_micro_batches_that_never_completes_a_step_is_rejected(schedule, match):
+    # n == k - 1 never held for these: every update returned zeros, silently.
+    with pytest.raises(ValueError, match=f"every_k_schedule must return .*{match}"):
+        gx.MultiSteps(gx.sgd(1.0), every_k_schedule=schedule)
+
