@@ -175,7 +175,9 @@ def multi_steps(
             acc = jax.tree.map(lambda g, a: a + (g.astype(a.dtype) - a) / (n + 1).astype(a.dtype), updates, state.acc_grads)
         else:
             acc = jax.tree.map(lambda g, a: a + g.astype(a.dtype), updates, state.acc_grads)
-        emit = jnp.logical_and(jnp.logical_not(skip), n == k - 1)
+        # >= rather than ==: a state saved mid-accumulation with a larger k (restored into
+        # this optimizer) completes its step now instead of never again.
+        emit = jnp.logical_and(jnp.logical_not(skip), n >= k - 1)
 
         def run(a, s):
             return call_update(opt, cast_like(a, updates), s, params, extra)

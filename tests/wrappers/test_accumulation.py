@@ -130,3 +130,19 @@ def test_a_schedule_of_micro_batches_that_never_completes_a_step_is_rejected(sch
     with pytest.raises(ValueError, match=f"every_k_schedule must return .*{match}"):
         gx.MultiSteps(gx.sgd(1.0), every_k_schedule=schedule)
 
+
+def test_state_restored_mid_accumulation_into_a_smaller_k_keeps_stepping():
+    # A checkpoint saved after 3 of 4 micro-batches, restored into every_k_schedule=2:
+    # the mini-step count never again equalled k - 1, so no update was ever applied.
+    params, grads = jnp.zeros(2), jnp.ones(2)
+    saved = gx.MultiSteps(gx.sgd(1.0), 4)
+    state = saved.init(params)
+    for _ in range(3):
+        _, state = saved.update(grads, state, params)
+    restored = gx.MultiSteps(gx.sgd(1.0), 2)
+    outs = []
+    for _ in range(3):
+        updates, state = restored.update(grads, state, params)
+        outs.append(updates.tolist())
+    assert outs == [[-1.0, -1.0], [0.0, 0.0], [-1.0, -1.0]]
+    assert int(state.gradient_step) == 2
