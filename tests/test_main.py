@@ -128,3 +128,16 @@ def test_bad_config_exits_2_with_one_message(case, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert re.search(message, result.stderr), result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_with_fewer_steps_than_the_checkpoint_is_an_error(tmp_path):
+    """It trained nothing, yet printed "(2 steps)" and rewrote params.npz and the plot."""
+    from gradxform.config import ConfigError
+    from gradxform.job import settings, train
+
+    cfg, out = settings.load(str(ROOT / "configs" / "default.yaml")), str(tmp_path / "run")
+    train.train(cfg, steps=3, out=out)
+    written = (tmp_path / "run" / "params.npz").stat().st_mtime_ns
+    with pytest.raises(ConfigError, match=r"--steps: .* at step 3, past the 2 steps asked for; give --steps 3"):
+        train.train(cfg, steps=2, out=out, resume=True)
+    assert (tmp_path / "run" / "params.npz").stat().st_mtime_ns == written

@@ -243,7 +243,8 @@ def train(
       The `Run`; its files are in the output folder.
 
     Raises:
-      ConfigError: when resuming without a checkpoint, or with a different optimizer; when
+      ConfigError: when resuming without a checkpoint, with a different optimizer, or with
+        fewer total steps than it has; when
         both ``resume`` and ``fresh`` are given; when the output folder holds checkpoints and
         neither is.
     """
@@ -271,6 +272,12 @@ def train(
     try:
         if resume:
             start = ckpt.restore(start[1], start[2])
+            if start[0] > total:
+                raise ConfigError(
+                    "--steps",
+                    f"the checkpoint in {ckpt.directory} is at step {start[0]}, past the {total} steps "
+                    f"asked for; give --steps {start[0]} or more to continue it.",
+                )
             print(f"Resuming from step {start[0]} ({ckpt.directory})")
         run = fit(cfg, tx, data, total, start=start, on_checkpoint=ckpt.save, label=tx.spec.name)
     finally:
