@@ -141,3 +141,22 @@ def test_resume_with_fewer_steps_than_the_checkpoint_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match=r"--steps: .* at step 3, past the 2 steps asked for; give --steps 3"):
         train.train(cfg, steps=2, out=out, resume=True)
     assert (tmp_path / "run" / "params.npz").stat().st_mtime_ns == written
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [({"hidden": (16,)}, r"hidden: \[128\] there, \[16\] here"), ({"batch_size": 8}, "batch_size: 64 there, 8 here")],
+    ids=["hidden", "batch_size"],
+)
+def test_resume_with_other_model_or_data_settings_is_an_error(change, match, tmp_path):
+    """Other widths failed deep inside Orbax with a long traceback; another batch size or
+    seed silently continued a run that no longer matches an uninterrupted one."""
+    import dataclasses
+
+    from gradxform.config import ConfigError
+    from gradxform.job import settings, train
+
+    cfg, out = settings.load(str(ROOT / "configs" / "default.yaml")), str(tmp_path / "run")
+    train.train(cfg, steps=2, out=out)
+    with pytest.raises(ConfigError, match=f"--resume: .*other settings \\({match}\\)"):
+        train.train(dataclasses.replace(cfg, **change), steps=4, out=out, resume=True)

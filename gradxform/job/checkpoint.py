@@ -2,9 +2,9 @@
 
 Each checkpoint ``<dir>/<step>/`` holds the parameters, the optimizer state (its leaves, in
 flattening order: the tree structure is rebuilt from the optimizer's own ``init``), the
-training history and the optimizer's config; ``<dir>/optimizer.yaml`` is the same config
-in YAML, for people. Resuming checks that the config in the file being resumed from
-matches the one being run.
+training history, the optimizer's config and the job settings that shape the model and the
+data; ``<dir>/optimizer.yaml`` is the same config in YAML, for people. Resuming checks that
+the optimizer and those settings match the ones being run.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ class Checkpoints:
       directory: the checkpoint folder (created if needed).
       optimizer_config: the run's `gradxform.to_config` result, stored with each checkpoint.
       max_to_keep: how many recent checkpoints to keep.
+      settings: the job settings a resumed run must share (model widths, seed, batch
+        size, ...), as plain JSON values, stored with each checkpoint.
 
     Example:
       >>> import tempfile, jax.numpy as jnp
@@ -44,13 +46,20 @@ class Checkpoints:
       (5, [1.0, 1.0], [1.0])
     """
 
-    def __init__(self, directory: str | os.PathLike, optimizer_config: dict[str, Any], max_to_keep: int = 2):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        optimizer_config: dict[str, Any],
+        max_to_keep: int = 2,
+        settings: dict[str, Any] | None = None,
+    ):
         import orbax.checkpoint as ocp
 
         logging.getLogger("absl").setLevel(logging.ERROR)
         self._ocp = ocp
         self.directory = Path(directory).absolute()
         self.optimizer_config = optimizer_config
+        self.settings = dict(settings or {})
         self.manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
         )
@@ -66,7 +75,7 @@ class Checkpoints:
         """
         ocp = self._ocp
         state = {"params": params, "opt_state": _leaves_dict(opt_state), "step": np.asarray(step, np.int64)}
-        meta = {"history": history, "optimizer": self.optimizer_config}
+        meta = {"history": history, "optimizer": self.optimizer_config, "settings": self.settings}
         self.manager.save(
             step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True
         )
@@ -87,7 +96,8 @@ class Checkpoints:
           ``(step, params, opt_state, history)``.
 
         Raises:
-          ConfigError: if there is no checkpoint, or it was made with another optimizer.
+          ConfigError: if there is no checkpoint, or it was made with another optimizer or
+            other settings.
         """
         ocp = self._ocp
         step = self.latest_step()
@@ -99,6 +109,15 @@ class Checkpoints:
                 "--resume",
                 f"the checkpoint in {self.directory} was made with a different optimizer "
                 f"({self.directory / 'optimizer.yaml'}); resume with that config or use another --out.",
+            )
+        saved = meta.get("settings", {})  # absent from checkpoints written before settings were
+        changed = [k for k in sorted(set(saved) & set(self.settings)) if saved[k] != self.settings[k]]
+        if changed:
+            differences = ", ".join(f"{k}: {saved[k]!r} there, {self.settings[k]!r} here" for k in changed)
+            raise ConfigError(
+                "--resume",
+                f"the checkpoint in {self.directory} was made with other settings ({differences}); "
+                "resume with the config it was made with, or use another --out.",
             )
         target = {"params": params, "opt_state": _leaves_dict(opt_state), "step": np.asarray(0, np.int64)}
         state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]

@@ -243,8 +243,8 @@ def train(
       The `Run`; its files are in the output folder.
 
     Raises:
-      ConfigError: when resuming without a checkpoint, with a different optimizer, or with
-        fewer total steps than it has; when
+      ConfigError: when resuming without a checkpoint, with a different optimizer or model,
+        seed, batch size or test fraction, or with fewer total steps than it has; when
         both ``resume`` and ``fresh`` are given; when the output folder holds checkpoints and
         neither is.
     """
@@ -268,7 +268,11 @@ def train(
     if earlier:  # deleted only once the config has built and fits the model
         print(f"Starting afresh: removing the checkpoints in {folder / 'checkpoints'} (--fresh)")
         shutil.rmtree(folder / "checkpoints")
-    ckpt = Checkpoints(folder / "checkpoints", gx.to_config(tx))
+    # What a resumed run must share with the checkpoint's: the model's widths (another shape
+    # would fail deep inside Orbax) and the data and its order (else the run silently
+    # differs from an uninterrupted one).
+    settings = {"seed": cfg.seed, "batch_size": cfg.batch_size, "hidden": list(cfg.hidden), "test_fraction": cfg.test_fraction}
+    ckpt = Checkpoints(folder / "checkpoints", gx.to_config(tx), settings=settings)
     try:
         if resume:
             start = ckpt.restore(start[1], start[2])
