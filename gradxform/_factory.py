@@ -615,7 +615,9 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
         entry = keyed.get(key) or by_full.get(key)
         if entry is None:
             raise KeyError(
-                f"No hyperparameter named {key!r} in this state. Available: {sorted(keyed)}."
+                f"No hyperparameter named {key!r} in this state. Available: {sorted(keyed)}. "
+                "(A hyperparameter given to the optimizer as a JAX array is used as given and "
+                "not kept in the state; give it as a number to change it here.)"
             )
         full, path, n, sched = entry
         st = _find(state, path)

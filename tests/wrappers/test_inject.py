@@ -71,6 +71,17 @@ def test_optax_inject_hyperparams_around_a_gradxform_factory(factory, jit):
     _close(got, want)
 
 
+def test_a_jax_array_hyperparameter_is_used_as_given_and_says_so_when_set():
+    # Numbers are kept in the state; an array is the caller's (Optax's inject_hyperparams
+    # passes arrays), so set_hyperparams cannot find it and says why.
+    kept, given = gx.adam(0.1), gx.adam(jnp.asarray(0.1, jnp.float32))
+    params = PARAMS
+    _close(given.update(_grads(0), given.init(params), params)[0], kept.update(_grads(0), kept.init(params), params)[0])
+    assert "learning_rate" in gx.hyperparams(kept.init(params))
+    with pytest.raises(KeyError, match="given to the optimizer as a JAX array"):
+        gx.set_hyperparams(given.init(params), learning_rate=0.2)
+
+
 def test_a_schedule_is_evaluated_every_step_as_in_optax():
     schedule = optax.linear_schedule(0.1, 0.01, 5)
     want, ostate = _run(optax.inject_hyperparams(optax.adam)(learning_rate=schedule), change_at=-1)
