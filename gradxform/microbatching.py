@@ -317,12 +317,18 @@ def microbatch(
             split_kwargs[name] = reshape_batch_axis(kwargs[name], microbatch_size, ax)
         acc = _resolve(accumulator, n)
 
+        def take(tree, ax, index):
+            # The split put (num_microbatches, microbatch_size) where the batch axis was, so a
+            # batch axis counted from the end is now one further from the end.
+            ax = ax if ax >= 0 else ax - 1
+            return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, index, ax, keepdims=False), tree)
+
         def on_slice(index):
             a, k = list(split_args), dict(split_kwargs)
             for i, ax in zip(positions, pos_axes):
-                a[i] = jax.tree.map(lambda x, ax=ax: jax.lax.dynamic_index_in_dim(x, index, ax, keepdims=False), a[i])
+                a[i] = take(a[i], ax, index)
             for name, ax in zip(names, name_axes):
-                k[name] = jax.tree.map(lambda x, ax=ax: jax.lax.dynamic_index_in_dim(x, index, ax, keepdims=False), k[name])
+                k[name] = take(k[name], ax, index)
             return fun(*a, **k)
 
         carry = acc.init(jax.eval_shape(on_slice, 0))

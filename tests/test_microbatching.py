@@ -175,3 +175,16 @@ def test_other_errors():
         gm.microbatch(lambda x: x, 0, 2, num_real_microbatches=5)(X)
     with pytest.raises(NotImplementedError, match="out_axes"):
         gm.micro_vmap(lambda x: x, out_axes=1)
+
+
+@pytest.mark.parametrize("kind", ["SUM", "CONCAT"], ids=["SUM", "CONCAT"])
+def test_negative_in_axes_is_the_same_batch_axis_as_its_positive_index(kind):
+    # A batch axis counted from the end: each slice must take examples along that axis,
+    # not along the axis next to it that the split inserts.
+    f = lambda x: jnp.sum(x, axis=0)  # noqa: E731
+    acc = getattr(gm.AccumulationType, kind)
+    ours = gm.microbatch(f, 0, 2, acc, in_axes=-1)(X.T)
+    np.testing.assert_allclose(ours, gm.microbatch(f, 0, 2, acc, in_axes=1)(X.T), rtol=1e-6)
+    if kind == "CONCAT":
+        np.testing.assert_allclose(ours, f(X.T), rtol=1e-6)
+    np.testing.assert_allclose(gm.micro_vmap(jnp.sum, in_axes=-1, microbatch_size=2)(X.T), jnp.sum(X, axis=1), rtol=1e-6)
