@@ -307,3 +307,15 @@ def test_dice_loss_checks_probabilities_eagerly_and_runs_under_jit():
 def test_dice_loss_refuses_an_unknown_reduction():
     with pytest.raises(ValueError, match="reduction='avg'"):
         gx.losses.dice_loss(SEG_LOGITS, SEG_TARGETS, reduction="avg")
+
+
+@pytest.mark.parametrize(
+    "shape, labels_shape, axis",
+    [((0, 5), (0,), -1), ((0, 0), (0,), -1), ((3, 0), (3,), -1), ((0, 2, 3), (0,), (1, 2)), ((2, 0, 3), (2, 3), 1)],
+    ids=["empty_batch", "empty_both", "no_classes", "empty_batch_axes", "no_classes_axis1"],
+)
+def test_integer_label_cross_entropy_of_an_empty_batch_is_empty(shape, labels_shape, axis):
+    loss = gx.softmax_cross_entropy_with_integer_labels(jnp.zeros(shape), jnp.zeros(labels_shape, jnp.int32), axis=axis)
+    assert loss.shape == labels_shape and loss.dtype == jnp.float32
+    if labels_shape == (0,) and shape[-1] == 5:
+        _assert_same(loss, optax.losses.softmax_cross_entropy_with_integer_labels(jnp.zeros(shape), jnp.zeros(0, int)))

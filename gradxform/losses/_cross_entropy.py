@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import jax.scipy.special
@@ -231,9 +233,11 @@ def softmax_cross_entropy_with_integer_labels(
     where = _expand_where(where, logits, axis)
     # Classes go last, flattened into one axis, so that a label is an index along it.
     order = batch_axes + class_axes
+    # The class count is spelled out: reshape cannot infer a -1 when the batch is empty.
+    flat_shape = batch_shape + (math.prod(logits.shape[a] for a in class_axes),)
     if where is not None:
-        where = jnp.broadcast_to(where, logits.shape).transpose(order).reshape(batch_shape + (-1,))
-    logits = logits.transpose(order).reshape(batch_shape + (-1,))
+        where = jnp.broadcast_to(where, logits.shape).transpose(order).reshape(flat_shape)
+    logits = logits.transpose(order).reshape(flat_shape)
     labels = jnp.broadcast_to(labels, batch_shape)
     label_logits = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
     out = jax.nn.logsumexp(logits, axis=-1, where=where) - label_logits
