@@ -319,3 +319,34 @@ def test_integer_label_cross_entropy_of_an_empty_batch_is_empty(shape, labels_sh
     assert loss.shape == labels_shape and loss.dtype == jnp.float32
     if labels_shape == (0,) and shape[-1] == 5:
         _assert_same(loss, optax.losses.softmax_cross_entropy_with_integer_labels(jnp.zeros(shape), jnp.zeros(0, int)))
+
+
+BAD_MASKS = [
+    ("softmax_ce-per_class_axis0", lambda w: gx.softmax_cross_entropy(LOGITS, SOFT, where=w), jnp.ones(5, bool)),
+    ("softmax_ce-rows", lambda w: gx.softmax_cross_entropy(LOGITS, SOFT, where=w), jnp.ones((3, 5), bool)),
+    ("int_ce-per_class", lambda w: gx.softmax_cross_entropy_with_integer_labels(LOGITS, INT_LABELS, where=w),
+     jnp.ones(5, bool)),
+    ("int_ce-axes", lambda w: gx.softmax_cross_entropy_with_integer_labels(LOGITS3, jnp.array([5, 11]), axis=(1, 2),
+                                                                            where=w), jnp.ones(3, bool)),
+    ("poly-rows", lambda w: gx.losses.poly_loss_cross_entropy(LOGITS, SOFT, where=w), jnp.ones(3, bool)),
+    ("kl", lambda w: gx.kl_divergence(LOG_PREDS, ZERO_TARGETS, where=w), jnp.ones((3, 2), bool)),
+    ("kl_log_targets", lambda w: gx.losses.kl_divergence_with_log_targets(LOG_PREDS, LOG_PREDS, where=w),
+     jnp.ones((3, 2), bool)),
+    ("cosine", lambda w: gx.cosine_similarity(PREDS, TARGETS, where=w), jnp.ones((4, 3), bool)),
+    ("ranking", lambda w: gx.losses.ranking_softmax_loss(LOGITS, RELEVANCE, where=w), jnp.ones((2, 4, 5), bool)),
+]
+
+
+@pytest.mark.parametrize("case_id, call, mask", BAD_MASKS, ids=[c[0] for c in BAD_MASKS])
+def test_a_mask_of_the_wrong_shape_or_dtype_is_refused_naming_where(case_id, call, mask):
+    with pytest.raises(ValueError, match=r"where") as info:
+        call(mask)
+    assert str(mask.shape) in str(info.value)
+    with pytest.raises(TypeError, match=r"where must be a boolean mask.*float32"):
+        call(jnp.ones(mask.shape, jnp.float32))
+
+
+def test_poly_loss_takes_a_mask_per_example_like_softmax_cross_entropy():
+    ours = gx.losses.poly_loss_cross_entropy(LOGITS, SOFT, where=ROW_MASK)
+    full = jnp.broadcast_to(ROW_MASK[:, None], LOGITS.shape)
+    np.testing.assert_array_equal(ours, gx.losses.poly_loss_cross_entropy(LOGITS, SOFT, where=full))

@@ -19,6 +19,12 @@ _ENLARGES = (
     "Reshape {b} to {a_shape} (for example with .reshape({a}.shape) or .squeeze())."
 )
 _INCOMPATIBLE = "{a} of shape {a_shape} and {b} of shape {b_shape} do not broadcast together."
+_NOT_MASK = "where must be a boolean mask, got where.dtype={dtype}; build it with a comparison or .astype(bool)."
+_WHERE_SHAPE = (
+    "where of shape {where_shape} does not fit logits of shape {logits_shape}: a mask is either of "
+    "logits' shape (one flag per class) or of the shape of the loss, logits' shape without the "
+    "class axes (one flag per example, here {batch_shape})."
+)
 _LABEL_SHAPE = (
     "labels of shape {labels_shape} do not match {logits} of shape {logits_shape}: integer labels "
     "hold one class index per example, so their shape must be {logits}' shape without the class "
@@ -49,7 +55,8 @@ def _fits(a: ArrayLike, a_name: str, b: ArrayLike, b_name: str) -> None:
 
 
 def _compatible(*named: tuple[ArrayLike, str]) -> None:
-    """Raises unless the arrays broadcast together."""
+    """Raises unless the arrays broadcast together; ``None`` entries (an absent mask) are skipped."""
+    named = tuple((x, n) for x, n in named if x is not None)
     shapes = [_shape(x) for x, _ in named]
     try:
         np.broadcast_shapes(*shapes)
@@ -79,12 +86,37 @@ def _normalize_axis(axis: int, ndim: int) -> int:
     return axis % ndim
 
 
-def _expand_where(where: ArrayLike | None, logits: jax.Array, axis: Axis) -> jax.Array | None:
-    # A mask given per example (without the class axis) applies to all of that example's classes.
+def _mask(where: ArrayLike | None) -> jax.Array | None:
+    """``where`` as an array, refused unless it is a boolean mask."""
     if where is None:
         return None
     where = jnp.asarray(where)
-    return jnp.expand_dims(where, axis) if where.ndim != logits.ndim else where
+    if where.dtype != jnp.bool_:
+        raise TypeError(_NOT_MASK.format(dtype=where.dtype))
+    return where
+
+
+def _expand_where(where: ArrayLike | None, logits: jax.Array, axis: Axis) -> jax.Array | None:
+    """Checks ``where`` against ``logits`` and gives it ``logits``' rank.
+
+    A mask of another rank than ``logits`` (as in Optax) is one per example, without the
+    class axes, and applies to all of that example's classes.
+    """
+    where = _mask(where)
+    if where is None:
+        return None
+    axes = (axis,) if isinstance(axis, int) else tuple(range(logits.ndim)) if axis is None else tuple(axis)
+    classes = tuple(sorted({_normalize_axis(a, logits.ndim) for a in axes}))
+    batch_shape = tuple(n for i, n in enumerate(logits.shape) if i not in classes)
+    target = batch_shape if where.ndim != logits.ndim else logits.shape
+    try:
+        fits = np.broadcast_shapes(target, where.shape) == target
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(_WHERE_SHAPE.format(where_shape=where.shape, logits_shape=logits.shape, batch_shape=batch_shape))
+    return jnp.expand_dims(where, classes) if where.ndim != logits.ndim else where
+
 
 def _same_shape(a: ArrayLike, a_name: str, b: ArrayLike, b_name: str) -> None:
     if _shape(a) != _shape(b):

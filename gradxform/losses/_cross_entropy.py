@@ -113,8 +113,9 @@ def softmax_cross_entropy(
       The loss per example, ``logits``' shape without ``axis``.
 
     Raises:
-      TypeError: if ``logits`` is not floating.
-      ValueError: if ``labels`` would broadcast ``logits`` to a larger shape.
+      TypeError: if ``logits`` is not floating or ``where`` is not boolean.
+      ValueError: if ``labels`` would broadcast ``logits`` to a larger shape, or ``where``
+        has neither ``logits``' shape nor the per-example shape.
 
     References:
       `Cross entropy <https://en.wikipedia.org/wiki/Cross-entropy>`_, Wikipedia.
@@ -204,9 +205,11 @@ def softmax_cross_entropy_with_integer_labels(
       The loss per example, ``labels``' shape.
 
     Raises:
-      TypeError: if ``logits`` is not floating or ``labels`` is not integer.
+      TypeError: if ``logits`` is not floating, ``labels`` is not integer or ``where`` is
+        not boolean.
       ValueError: if ``axis`` is neither an int nor a tuple, is out of range, or
-        ``labels``' shape is not ``logits``' shape without ``axis``.
+        ``labels``' shape is not ``logits``' shape without ``axis``, or ``where`` has neither
+        ``logits``' shape nor the per-example shape.
 
     References:
       `Multinomial logistic regression
@@ -262,14 +265,16 @@ def poly_loss_cross_entropy(
       epsilon: coefficient of the first polynomial term (the paper recommends 2 for
         ImageNet classification, -1 for detection and segmentation).
       axis: the class axis or axes.
-      where: optional mask of the elements to include, of ``logits``' shape.
+      where: optional mask of the elements to include, of ``logits``' shape or of the
+        per-example shape (then it applies to all classes of an example).
 
     Returns:
       The loss per example, ``logits``' shape without ``axis``.
 
     Raises:
-      TypeError: if ``logits`` or ``labels`` is not floating.
-      ValueError: if ``labels`` would broadcast ``logits`` to a larger shape.
+      TypeError: if ``logits`` or ``labels`` is not floating, or ``where`` is not boolean.
+      ValueError: if ``labels`` would broadcast ``logits`` to a larger shape, or ``where``
+        has neither ``logits``' shape nor the per-example shape.
 
     References:
       Leng et al., `PolyLoss: A Polynomial Expansion Perspective of Classification Loss
@@ -284,6 +289,7 @@ def poly_loss_cross_entropy(
     logits = _floating(logits, "logits")
     labels = _floating(labels, "labels")
     _fits(logits, "logits", labels, "labels")
+    where = _expand_where(where, logits, axis)
     probs = jax.nn.softmax(logits, axis=axis, where=where)
     one_minus_pt = jnp.sum(labels * (1.0 - probs), axis=axis, where=where)
     return softmax_cross_entropy(logits, labels, axis=axis, where=where) + epsilon * one_minus_pt

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradxform.losses._checks import Axis, _floating, _compatible
+from gradxform.losses._checks import Axis, _compatible, _floating, _mask
 
 
 def kl_divergence(
@@ -31,8 +31,8 @@ def kl_divergence(
       The divergence, the broadcast shape without ``axis``.
 
     Raises:
-      TypeError: if an input is not floating.
-      ValueError: if the shapes do not broadcast together.
+      TypeError: if an input is not floating, or ``where`` is not boolean.
+      ValueError: if the shapes (``where``'s too) do not broadcast together.
 
     References:
       Kullback and Leibler, `On Information and Sufficiency
@@ -46,7 +46,8 @@ def kl_divergence(
     """
     log_predictions = _floating(log_predictions, "log_predictions")
     targets = _floating(targets, "targets")
-    _compatible((log_predictions, "log_predictions"), (targets, "targets"))
+    where = _mask(where)
+    _compatible((log_predictions, "log_predictions"), (targets, "targets"), (where, "where"))
     # log is taken of 1 where the target is 0, so that the gradient there is 0, not NaN.
     log_targets = jnp.where(targets == 0, 0.0, jnp.log(jnp.where(targets == 0, 1.0, targets)))
     return jnp.sum(targets * (log_targets - log_predictions), axis=axis, where=where)
@@ -70,8 +71,8 @@ def kl_divergence_with_log_targets(
       The divergence, the broadcast shape without ``axis``.
 
     Raises:
-      TypeError: if an input is not floating.
-      ValueError: if the shapes do not broadcast together.
+      TypeError: if an input is not floating, or ``where`` is not boolean.
+      ValueError: if the shapes (``where``'s too) do not broadcast together.
 
     References:
       Kullback and Leibler, `On Information and Sufficiency
@@ -85,7 +86,8 @@ def kl_divergence_with_log_targets(
     """
     log_predictions = _floating(log_predictions, "log_predictions")
     log_targets = _floating(log_targets, "log_targets")
-    _compatible((log_predictions, "log_predictions"), (log_targets, "log_targets"))
+    where = _mask(where)
+    _compatible((log_predictions, "log_predictions"), (log_targets, "log_targets"), (where, "where"))
     return jnp.sum(jnp.exp(log_targets) * (log_targets - log_predictions), axis=axis, where=where)
 
 
@@ -110,8 +112,8 @@ def generalized_kl_divergence(
       The divergence, the broadcast shape without ``axis``.
 
     Raises:
-      TypeError: if an input is not floating.
-      ValueError: if the shapes do not broadcast together.
+      TypeError: if an input is not floating, or ``where`` is not boolean.
+      ValueError: if the shapes (``where``'s too) do not broadcast together.
 
     References:
       Bregman, `The relaxation method of finding the common point of convex sets

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradxform.losses._checks import Axis, _compatible, _same_shape, _fits, _floating
+from gradxform.losses._checks import Axis, _compatible, _fits, _floating, _mask, _same_shape
 
 
 
@@ -157,8 +157,8 @@ def cosine_similarity(
       The similarities, the broadcast shape without ``axis``.
 
     Raises:
-      TypeError: if an input is not floating.
-      ValueError: if the shapes do not broadcast together.
+      TypeError: if an input is not floating, or ``where`` is not boolean.
+      ValueError: if the shapes (``where``'s too) do not broadcast together.
 
     References:
       `Cosine similarity <https://en.wikipedia.org/wiki/Cosine_similarity>`_, Wikipedia.
@@ -170,7 +170,8 @@ def cosine_similarity(
     """
     predictions = _floating(predictions, "predictions")
     targets = _floating(targets, "targets")
-    _compatible((predictions, "predictions"), (targets, "targets"))
+    where = _mask(where)
+    _compatible((predictions, "predictions"), (targets, "targets"), (where, "where"))
 
     def unit(x: jax.Array) -> jax.Array:
         norm_sq = jnp.sum(jnp.square(x), axis=axis, where=where, keepdims=True)
@@ -200,8 +201,8 @@ def cosine_distance(
       The distances, in ``[0, 2]``, the broadcast shape without ``axis``.
 
     Raises:
-      TypeError: if an input is not floating.
-      ValueError: if the shapes do not broadcast together.
+      TypeError: if an input is not floating, or ``where`` is not boolean.
+      ValueError: if the shapes (``where``'s too) do not broadcast together.
 
     References:
       `Cosine distance <https://en.wikipedia.org/wiki/Cosine_similarity#Cosine_distance>`_,

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradxform.losses._checks import _floating, _fits
+from gradxform.losses._checks import _fits, _floating, _mask
 
 
 def ctc_loss_with_forward_probs(
@@ -178,8 +178,8 @@ def ranking_softmax_loss(
       The reduced loss, or the loss per list, shape ``[...]``, when ``reduce_fn`` is None.
 
     Raises:
-      TypeError: if ``logits`` is not floating.
-      ValueError: if ``labels`` would broadcast ``logits`` to a larger shape.
+      TypeError: if ``logits`` is not floating or ``where`` is not boolean.
+      ValueError: if ``labels`` or ``where`` would broadcast ``logits`` to a larger shape.
 
     References:
       Cao, Qin, Liu, Tsai and Li, `Learning to Rank: From Pairwise Approach to Listwise
@@ -194,7 +194,9 @@ def ranking_softmax_loss(
     logits = _floating(logits, "logits")
     _fits(logits, "logits", labels, "labels")
     labels = jnp.asarray(labels).astype(logits.dtype)
+    where = _mask(where)
     if where is not None:
+        _fits(logits, "logits", where, "where")
         labels = jnp.where(where, labels, 0.0)
         logits = jnp.where(where, logits, -jnp.inf)
     if weights is not None:
