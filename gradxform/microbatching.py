@@ -105,6 +105,16 @@ def _as_tuple(owner: str, name: str, value: Any, kind: type) -> tuple[Any, ...]:
     return items
 
 
+def _batch_size(x: Any, axis: int) -> int:
+    shape = jnp.shape(x)
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(
+            f"microbatch: in_axes={axis} is out of range for a batch argument's leaf of shape {shape}; "
+            f"every leaf of a batch argument needs a batch axis there."
+        )
+    return shape[axis]
+
+
 def reshape_batch_axis(tree: Any, microbatch_size: int, axis: int = 0) -> Any:
     """Splits the batch axis of every leaf into ``(num_microbatches, microbatch_size)``.
 
@@ -256,9 +266,10 @@ def microbatch(
 
     Raises:
       ValueError: eagerly, for a bad ``microbatch_size``, ``argnums``, ``argnames``,
-        ``in_axes`` or ``num_real_microbatches``; when called, if the batch arguments'
-        batch sizes differ or are not divisible by ``microbatch_size``, or an
-        ``AccumulationType.MEAN`` meets integer results.
+        ``in_axes`` or ``num_real_microbatches``; when called, if a batch argument's leaf
+        has no axis ``in_axes``, the batch arguments' batch sizes differ, are 0 or are not
+        divisible by ``microbatch_size``, or an ``AccumulationType.MEAN`` meets integer
+        results.
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -290,14 +301,14 @@ def microbatch(
         if missing:
             raise ValueError(f"microbatch: argnames names {missing}, which the call did not pass.")
         batch = [args[i] for i in positions] + [kwargs[n] for n in names]
-        sizes = sorted(
-            {x.shape[ax] for ax, tree in zip(axes, batch) for x in jax.tree.leaves(tree)}
-        )
+        sizes = sorted({_batch_size(x, ax) for ax, tree in zip(axes, batch) for x in jax.tree.leaves(tree)})
         if not sizes:
             raise ValueError("microbatch: the batch arguments hold no arrays, so there is no batch to split.")
         if len(sizes) > 1:
             raise ValueError(f"microbatch: the batch arguments must share one batch size, got sizes {sizes}.")
         batch_size = sizes[0]
+        if batch_size == 0:
+            raise ValueError("microbatch: the batch is empty (batch size 0), so there is no microbatch to run.")
         if batch_size % microbatch_size:
             raise ValueError(
                 f"microbatch: the batch size {batch_size} is not divisible by microbatch_size={microbatch_size}; "
@@ -446,7 +457,7 @@ def micro_grad(
       of per-example ``values``, ``metrics`` and ``aux``.
 
     Raises:
-      ValueError: as `microbatch`.
+      ValueError: as `microbatch`, and for negative or no ``batch_argnums``.
 
     References:
       Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar & Zhang, "Deep Learning with
@@ -462,6 +473,11 @@ def micro_grad(
       ([-3.0], [0.0, 2.0, 8.0, 18.0])
     """
     batch_positions = _as_tuple("micro_grad", "batch_argnums", batch_argnums, int)
+    if min(batch_positions, default=0) < 0 or not batch_positions:
+        raise ValueError(
+            f"micro_grad: batch_argnums must be one or more non-negative argument positions, "
+            f"got batch_argnums={batch_argnums!r}."
+        )
     with_aux = fun if has_aux else (lambda *a, **k: (fun(*a, **k), None))
     value_and_grad = jax.value_and_grad(with_aux, argnums, has_aux=True)
 

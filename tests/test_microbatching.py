@@ -188,3 +188,19 @@ def test_negative_in_axes_is_the_same_batch_axis_as_its_positive_index(kind):
     if kind == "CONCAT":
         np.testing.assert_allclose(ours, f(X.T), rtol=1e-6)
     np.testing.assert_allclose(gm.micro_vmap(jnp.sum, in_axes=-1, microbatch_size=2)(X.T), jnp.sum(X, axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: gm.microbatch(jnp.sum, 0, 2)(jnp.float32(1.0)), r"in_axes=0 is out of range.*shape \(\)"),
+        (lambda: gm.microbatch(jnp.sum, 0, 2, in_axes=2)(X), r"in_axes=2 is out of range.*shape \(8, 3\)"),
+        (lambda: gm.microbatch(jnp.sum, 0, 2)(X[:0]), r"empty \(batch size 0\)"),
+        (lambda: gm.micro_vmap(jnp.sum, microbatch_size=2)(X[:0]), r"empty \(batch size 0\)"),
+        (lambda: gm.micro_grad(lambda w, x: jnp.sum(x @ w), batch_argnums=-1)(W, X), r"batch_argnums=-1"),
+    ],
+    ids=["scalar_leaf", "axis_out_of_range", "empty_batch", "micro_vmap_empty_batch", "negative_batch_argnums"],
+)
+def test_batches_that_cannot_be_split_say_why(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
