@@ -350,3 +350,9 @@ def test_poly_loss_takes_a_mask_per_example_like_softmax_cross_entropy():
     ours = gx.losses.poly_loss_cross_entropy(LOGITS, SOFT, where=ROW_MASK)
     full = jnp.broadcast_to(ROW_MASK[:, None], LOGITS.shape)
     np.testing.assert_array_equal(ours, gx.losses.poly_loss_cross_entropy(LOGITS, SOFT, where=full))
+
+
+@pytest.mark.parametrize("name", ["ctc_loss", "ctc_loss_with_forward_probs"])
+def test_ctc_float_labels_are_refused_naming_labels(name):
+    with pytest.raises(TypeError, match=r"labels must have an integer dtype.*float32"):
+        getattr(gx.losses, name)(CTC_LOGITS, CTC_LOGIT_PADDINGS, CTC_LABELS.astype(jnp.float32), CTC_LABEL_PADDINGS)

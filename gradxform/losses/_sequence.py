@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradxform.losses._checks import _fits, _floating, _mask
+from gradxform.losses._checks import _NOT_INTEGER, _fits, _floating, _mask
 
 
 def ctc_loss_with_forward_probs(
@@ -41,7 +41,7 @@ def ctc_loss_with_forward_probs(
       ``[T, B, N + 1]`` and ``[T, B, N]``.
 
     Raises:
-      TypeError: if ``logits`` is not floating.
+      TypeError: if ``logits`` is not floating or ``labels`` is not integer.
       ValueError: if the ranks or shapes of the four arrays do not agree.
 
     References:
@@ -58,6 +58,8 @@ def ctc_loss_with_forward_probs(
     """
     logits = _floating(logits, "logits")
     labels = jnp.asarray(labels)
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(_NOT_INTEGER.format(name="labels", dtype=labels.dtype))
     logit_paddings, label_paddings = jnp.asarray(logit_paddings), jnp.asarray(label_paddings)
     if logits.ndim != 3 or labels.ndim != 2 or labels.shape[0] != logits.shape[0]:
         raise ValueError(
@@ -132,7 +134,7 @@ def ctc_loss(
       The loss per sequence, shape ``[B]``.
 
     Raises:
-      TypeError: if ``logits`` is not floating.
+      TypeError: if ``logits`` is not floating or ``labels`` is not integer.
       ValueError: if the ranks or shapes of the four arrays do not agree.
 
     References:
