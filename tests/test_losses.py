@@ -277,6 +277,17 @@ def test_wrong_dtype_raises_type_error(call, match):
         call()
 
 
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan"), np.array([0.1, 2.0])])
+def test_smooth_labels_refuses_alpha_outside_unit_interval(alpha):
+    with pytest.raises(ValueError, match="alpha must be in"):
+        gx.smooth_labels(ONE_HOT, alpha)
+
+
+def test_smooth_labels_takes_a_traced_alpha():
+    ours = jax.jit(gx.smooth_labels)(ONE_HOT, jnp.float32(0.3))
+    _assert_same(ours, optax.smooth_labels(ONE_HOT, 0.3))
+
+
 def test_fenchel_young_loss_of_logsumexp_matches_optax_and_is_cross_entropy():
     from jax.scipy.special import logsumexp
 

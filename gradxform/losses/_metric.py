@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from gradxform.losses._checks import Axis, _floating, _compatible
@@ -31,6 +32,7 @@ def smooth_labels(
 
     Raises:
       TypeError: if ``labels`` is not floating.
+      ValueError: if ``alpha`` (when not traced) is not in ``[0, 1]``.
 
     References:
       Szegedy et al., `Rethinking the Inception Architecture for Computer Vision
@@ -43,6 +45,10 @@ def smooth_labels(
       [0.85, 0.05, 0.05, 0.05]
     """
     labels = _floating(labels, "labels")
+    if not isinstance(alpha, jax.core.Tracer):
+        value = np.asarray(alpha)
+        if not np.issubdtype(value.dtype, np.number) or not np.all((value >= 0.0) & (value <= 1.0)):
+            raise ValueError(f"alpha must be in [0, 1], got alpha={alpha!r}.")
     if where is None:
         num_classes = jnp.size(labels, axis)
     else:
