@@ -252,6 +252,39 @@ def test_schedule_values_are_checked_against_the_hyperparameter_range():
 
 
 @pytest.mark.parametrize(
+    "schedule,changes,match",
+    [
+        (
+            gx.schedules.cosine_decay_schedule(0.1, 100),
+            {"learning_rate.alpha": -1.0},
+            r"learning_rate\.alpha=-1\.0 is rejected: .*learning_rate follows a schedule that is -[0-9.e-]+ at step 99, but learning_rate must be >= 0",
+        ),
+        (
+            gx.schedules.exponential_decay(0.1, 10, 0.5),
+            {"learning_rate.decay_rate": -1.0},
+            r"learning_rate\.decay_rate=-1\.0 is rejected: exponential_decay: decay_rate must be > 0, got decay_rate=-1\.0",
+        ),
+        (
+            gx.schedules.join_schedules([gx.schedules.constant_schedule(0.1), gx.schedules.exponential_decay(0.1, 10, 0.5)], [5]),
+            {"learning_rate.1.decay_rate": 0.0},
+            r"learning_rate\.1\.decay_rate=0\.0 is rejected: exponential_decay: decay_rate must be > 0",
+        ),
+    ],
+    ids=["cosine-alpha-ends-negative", "exponential-decay-rate", "joined-piece"],
+)
+def test_set_hyperparams_checks_a_schedule_argument_as_its_function_and_the_optimizer_do(schedule, changes, match):
+    tx = gx.sgd(schedule)
+    state = tx.init({"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match=match):
+        gx.set_hyperparams(state, **changes)
+    # after an accepted change (the schedule's values then differ from those it was built with)
+    first = next(iter(schedule.dynamic_args()))
+    state = gx.set_hyperparams(state, **{f"learning_rate.{first}": 0.05})
+    with pytest.raises(ValueError, match=match):
+        gx.set_hyperparams(state, **changes)
+
+
+@pytest.mark.parametrize(
     "make,match",
     [
         (lambda: gx.adam(gx.schedules.cosine_decay_schedule(1e-3, 100, alpha=-1.0)), r"adam: learning_rate follows a schedule that is -[0-9.e-]+ at step 99, but learning_rate must be >= 0"),

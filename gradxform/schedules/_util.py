@@ -97,6 +97,29 @@ def public_function(cls: Any) -> Callable[..., Any] | None:
     return function if fields <= set(params) and others_optional else None
 
 
+def checked(schedule: Any) -> Any:
+    """``schedule`` built again from its fields by its public function (its nested
+    schedules first), so that fields set after construction (from a config, or with
+    ``set_hyperparams``) go through the function's checks. A schedule without such a
+    function is returned as it is.
+
+    Raises:
+      ValueError: with the public function's message, for a field it rejects.
+    """
+    function = public_function(type(schedule))
+    if function is None:
+        return schedule
+
+    def rebuilt(value: Any) -> Any:
+        if isinstance(value, Schedule):
+            return checked(value)
+        if isinstance(value, (tuple, list)) and any(isinstance(v, Schedule) for v in value):
+            return type(value)(rebuilt(v) for v in value)
+        return value
+
+    return function(**{f.name: rebuilt(getattr(schedule, f.name)) for f in dataclasses.fields(schedule)})
+
+
 def step(count: Any) -> jax.Array:
     """The step count as float32 (exact up to 2**24, and never overflowing int32)."""
     return jnp.asarray(count).astype(FLOAT)
