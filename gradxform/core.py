@@ -631,6 +631,35 @@ def check_number(owner: str, name: str, value: Any, allowed: Interval) -> None:
     check_hyperparam(owner, name, value, allowed)
 
 
+def check_scalar_value(owner: str, name: str, value: Any, expected: str) -> None:
+    """Validates a scalar given to ``update`` as data (a loss given as ``value=``). Its type,
+    dtype and shape are static, so tracers are checked too, at no cost under ``jit``.
+
+    Args:
+      expected: what the value should be, for the message ("the loss f(params)").
+
+    Raises:
+      TypeError: naming ``owner``'s argument ``name`` unless ``value`` is a real number or
+        an array of a real numeric dtype (a string such as ``"1.0"`` would otherwise be
+        parsed by JAX, or fail deep inside the step).
+      ValueError: if ``value`` is not a scalar, naming its shape.
+    """
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)) or is_tracer(value):
+        numeric = jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)
+    else:
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not numeric:
+        what = f"{type(value).__name__} {name}={value!r}"
+        if hasattr(value, "dtype"):
+            what = f"an array of dtype {value.dtype}"
+        raise TypeError(f"{owner}: {name} must be a scalar number or a scalar array of a real dtype ({expected}), got {what}.")
+    if np.shape(value) != ():
+        raise ValueError(
+            f"{owner}: {name} must be a scalar ({expected}), got an array of shape {np.shape(value)}; "
+            "reduce it to one number first (for example with .mean())."
+        )
+
+
 def check_state_dtype(owner: str, name: str, value: Any) -> None:
     """Validates the dtype asked for an optimizer's state (``mu_dtype``, ``accumulator_dtype``).
 
