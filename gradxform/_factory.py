@@ -180,7 +180,7 @@ def transformation(
                 if _is_nested():
                     return GradientTransformation(body.init, body.update, spec)
                 return GradientTransformation(
-                    lambda params: _own_buffers(body.init(as_arrays(params)), params),
+                    lambda params: _own_buffers(body.init(as_arrays(params, f"{public_name}.init()", "params")), params),
                     _checked_update(public_name, body),
                     spec,
                 )
@@ -238,7 +238,7 @@ def _inject(
         count = new_count()
         sargs = schedule_args()
         hyper = current_values(count, {a: _f32(v) for a, v in constants.items()}, sargs)
-        return _own_buffers(HyperparamsState(count, hyper, sargs, eager.init(as_arrays(params))), params)
+        return _own_buffers(HyperparamsState(count, hyper, sargs, eager.init(as_arrays(params, f"{public_name}.init()", "params"))), params)
 
     def update(updates, state, params=None, **extra):
         if not isinstance(state, HyperparamsState):
@@ -253,7 +253,7 @@ def _inject(
             )
         values = current_values(state.count, state.hyperparams, state.schedule_args)
         inner = build({**arguments, **values})
-        updates = as_arrays(updates)
+        updates = as_arrays(updates, f"{public_name}.update()", "updates")
         new_updates, inner_state = _call_checked(public_name, inner, eager, updates, state.inner_state, params, extra)
         new_updates = cast_like(new_updates, updates)
         return new_updates, HyperparamsState(
@@ -390,7 +390,7 @@ def _checked_update(public_name: str, body: GradientTransformation) -> Callable[
     inner optimizer's state) into an error that says so; costs nothing when it succeeds."""
 
     def update(updates, state, params=None, **extra):
-        return _call_checked(public_name, body, body, as_arrays(updates), state, params, extra)
+        return _call_checked(public_name, body, body, as_arrays(updates, f"{public_name}.update()", "updates"), state, params, extra)
 
     return update
 
@@ -458,7 +458,7 @@ def _call_checked(
     state makes it fail, the error says so, comparing ``state`` with ``eager.init``'s.
     Gradients no update can be computed from (float0), or whose update an integer dtype
     would truncate, are errors naming the leaf, for every factory-built transformation."""
-    params = as_arrays(params)
+    params = as_arrays(params, f"{public_name}.update()", "params")
     _check_float0(public_name, updates)
     try:
         new_updates, new_state = call_update(tx, updates, state, params, extra)

@@ -394,11 +394,36 @@ def state_dtype(dtype: Any, like: jax.Array) -> Any:
     return own if jnp.issubdtype(own, jnp.inexact) else jnp.dtype(jnp.float32)
 
 
-def as_arrays(tree: PyTree) -> PyTree:
+NOT_AN_ARRAY = (
+    "{owner}: {name} must be a tree of arrays (or numbers), but the leaf at {path} is "
+    "{what}. Keep values that are not arrays (names, flags, configuration) out of the "
+    "tree given to the optimizer: split them off first (for example with "
+    "equinox.partition, or flax's nnx.state(model, nnx.Param))."
+)
+
+
+def _is_number_leaf(x: Any) -> bool:
+    if hasattr(x, "dtype"):  # not strings, bytes or objects (float0 gradients are reported elsewhere)
+        return getattr(x.dtype, "kind", "") not in ("U", "S", "O")
+    return isinstance(x, (int, float, complex)) or hasattr(x, "__jax_array__")
+
+
+def as_arrays(tree: PyTree, owner: str = "gradxform", name: str = "the tree") -> PyTree:
     """``tree`` with its Python-number leaves (``{"w": 0.5}``, which Optax accepts) made JAX
-    arrays, so that every stage can read a leaf's dtype; ``tree`` itself when it has none."""
-    if all(hasattr(x, "dtype") for x in jax.tree.leaves(tree)):
+    arrays, so that every stage can read a leaf's dtype; ``tree`` itself when it has none.
+
+    Raises:
+      TypeError: naming ``owner``, the argument ``name`` and the path of the first leaf that
+        is neither an array nor a number (a string ``"x"``), which JAX would reject without
+        saying where it is.
+    """
+    leaves = jax.tree.leaves(tree)
+    if all(hasattr(x, "dtype") and _is_number_leaf(x) for x in leaves):
         return tree
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if not _is_number_leaf(x):
+            what = f"an array of dtype {x.dtype}" if hasattr(x, "dtype") else f"{type(x).__name__} {x!r}"
+            raise TypeError(NOT_AN_ARRAY.format(owner=owner, name=name, path=path_str(path), what=what))
     return jax.tree.map(lambda x: x if hasattr(x, "dtype") else jnp.asarray(x), tree)
 
 

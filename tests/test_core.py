@@ -354,6 +354,31 @@ def test_init_under_eval_shape():
     assert all(a.shape == c.shape and a.dtype == c.dtype for a, c in zip(jax.tree.leaves(abstract), jax.tree.leaves(concrete)))
 
 
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"w": jnp.ones(3), "name": "x"}, r"adam\.init\(\): params must be a tree of arrays .*the leaf at name is str 'x'"),
+        ({"w": jnp.ones(3), "meta": {"tags": np.array(["a", "b"])}}, r"adam\.init\(\): params .*the leaf at meta/tags is an array of dtype <U1"),
+        ({"layers": [jnp.ones(2), {"act": print}]}, r"adam\.init\(\): params .*the leaf at layers/1/act is builtin_function_or_method"),
+    ],
+    ids=["string", "string-array", "function"],
+)
+def test_init_names_the_path_of_a_leaf_that_is_not_an_array(params, match):
+    with pytest.raises(TypeError, match=match):
+        gx.adam(1e-3).init(params)
+    tx = gx.chain(gx.clip(1.0), gx.sgd(0.1))
+    with pytest.raises(TypeError, match=r"chain\.init\(\): params must be a tree of arrays"):
+        tx.init(params)
+
+
+def test_update_names_the_path_of_a_gradient_that_is_not_an_array():
+    tx = gx.adam(1e-3)
+    params = {"w": jnp.ones(3)}
+    with pytest.raises(TypeError, match=r"adam\.update\(\): updates must be a tree of arrays .*the leaf at w is str '0\.1'"):
+        tx.update({"w": "0.1"}, tx.init(params), params)
+    assert gx.sgd(0.1).init({"w": 1.0, "flag": True}) is not None  # Python numbers are accepted, as by Optax
+
+
 def test_init_keeps_parameter_sharding():
     devices = jax.devices()
     assert len(devices) >= 2, "tests/conftest.py simulates two CPU devices"
