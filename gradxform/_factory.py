@@ -61,6 +61,13 @@ REGISTRY: dict[str, Callable[..., Any]] = {}
 # one of them allows: this stops a negative learning rate or b1 = 1.5.
 _DECLARED: dict[str, dict[str, Interval]] = {}
 
+# The latest schedules given to factories (distinct by value, oldest dropped first). A state
+# keeps only a schedule's dynamic arguments, so set_hyperparams finds the schedules whose
+# arguments match the state's, to check a change of them as the schedule's public function
+# and the factory would (a cosine decay's alpha < 0 decays a learning rate below zero).
+_SCHEDULES: dict[Schedule, None] = {}
+_SCHEDULES_KEPT = 256
+
 _local = threading.local()
 
 
@@ -173,7 +180,7 @@ def transformation(
                 if _is_nested():
                     return GradientTransformation(body.init, body.update, spec)
                 return GradientTransformation(
-                    lambda params: _own_buffers(body.init(as_arrays(params)), params),
+                    lambda params: _own_buffers(body.init(as_arrays(params, f"{public_name}.init()", "params")), params),
                     _checked_update(public_name, body),
                     spec,
                 )
@@ -203,6 +210,8 @@ def _inject(
 ) -> GradientTransformation:
     schedules = {a: arguments[a] for a in dynamic if is_schedule(arguments[a])}
     constants = {a: arguments[a] for a in dynamic if a not in schedules}
+    for s in schedules.values():
+        _remember(s)
 
     def schedule_args() -> dict[str, dict[str, jax.Array]]:
         # Every schedule gets an entry (empty for a plain function), which is how the
@@ -229,7 +238,7 @@ def _inject(
         count = new_count()
         sargs = schedule_args()
         hyper = current_values(count, {a: _f32(v) for a, v in constants.items()}, sargs)
-        return _own_buffers(HyperparamsState(count, hyper, sargs, eager.init(as_arrays(params))), params)
+        return _own_buffers(HyperparamsState(count, hyper, sargs, eager.init(as_arrays(params, f"{public_name}.init()", "params"))), params)
 
     def update(updates, state, params=None, **extra):
         if not isinstance(state, HyperparamsState):
@@ -244,7 +253,7 @@ def _inject(
             )
         values = current_values(state.count, state.hyperparams, state.schedule_args)
         inner = build({**arguments, **values})
-        updates = as_arrays(updates)
+        updates = as_arrays(updates, f"{public_name}.update()", "updates")
         new_updates, inner_state = _call_checked(public_name, inner, eager, updates, state.inner_state, params, extra)
         new_updates = cast_like(new_updates, updates)
         return new_updates, HyperparamsState(
@@ -253,6 +262,17 @@ def _inject(
 
     spec = Spec(public_name, arguments, _body_of(eager), tuple(dynamic))
     return GradientTransformation(init, update, spec)
+
+
+def _remember(schedule: Any) -> None:
+    """Keeps ``schedule`` (a `Schedule`) among the latest `_SCHEDULES`."""
+    if not isinstance(schedule, Schedule):
+        return
+    with contextlib.suppress(TypeError):  # an unhashable schedule is not kept
+        _SCHEDULES.pop(schedule, None)
+        _SCHEDULES[schedule] = None
+        if len(_SCHEDULES) > _SCHEDULES_KEPT:
+            del _SCHEDULES[next(iter(_SCHEDULES))]
 
 
 def _own_buffers(state: Any, params: Any) -> Any:
@@ -370,7 +390,7 @@ def _checked_update(public_name: str, body: GradientTransformation) -> Callable[
     inner optimizer's state) into an error that says so; costs nothing when it succeeds."""
 
     def update(updates, state, params=None, **extra):
-        return _call_checked(public_name, body, body, as_arrays(updates), state, params, extra)
+        return _call_checked(public_name, body, body, as_arrays(updates, f"{public_name}.update()", "updates"), state, params, extra)
 
     return update
 
@@ -438,7 +458,7 @@ def _call_checked(
     state makes it fail, the error says so, comparing ``state`` with ``eager.init``'s.
     Gradients no update can be computed from (float0), or whose update an integer dtype
     would truncate, are errors naming the leaf, for every factory-built transformation."""
-    params = as_arrays(params)
+    params = as_arrays(params, f"{public_name}.update()", "params")
     _check_float0(public_name, updates)
     try:
         new_updates, new_state = call_update(tx, updates, state, params, extra)
@@ -597,7 +617,11 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
       KeyError: for an unknown or ambiguous name, listing the available ones.
       ValueError: for a value that is not a finite real scalar, that is outside the range
         the hyperparameter allows (a negative learning rate, ``b1`` >= 1), or for a
-        hyperparameter that follows a schedule (set the schedule's arguments instead).
+        hyperparameter that follows a schedule (set the schedule's arguments instead). A
+        schedule's changed arguments are checked as building the optimizer with the
+        changed schedule would: by the schedule's public function (``decay_rate > 0``),
+        and the hyperparameter's range at every step (a cosine decay's ``alpha < 0``
+        takes a learning rate below zero).
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -611,6 +635,7 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
     keyed = _keys(found, True)
     by_full = {full: v for v in keyed.values() for full in [v[0]]}
     changes: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    schedule_changes: dict[tuple[Any, str], dict[str, tuple[str, float]]] = {}
     for key, value in values.items():
         entry = keyed.get(key) or by_full.get(key)
         if entry is None:
@@ -644,8 +669,56 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
             if bounds and not any(b.contains(float(arr)) for b in bounds):
                 allowed = " or ".join(sorted({str(b) for b in bounds}))
                 raise ValueError(f"{full} must be {allowed}, got {full}={value!r}.")
+            if sched is not None:
+                schedule_changes.setdefault((path, sched[0]), {})[sched[1]] = (full, float(arr))
         changes.setdefault(path, {})[f"{sched[0]}.{sched[1]}" if sched else n] = _f32(arr)
+    for (path, arg), new_args in schedule_changes.items():
+        _check_schedule_change(_find(state, path), arg, new_args)
     return _replace(state, changes)
+
+
+def _check_schedule_change(st: HyperparamsState, arg: str, new_args: dict[str, tuple[str, float]]) -> None:
+    """Raises ``ValueError`` if setting the arguments ``new_args`` (name -> (key the user
+    gave, value)) of the schedule that ``arg`` follows gives a schedule that its public
+    function rejects, or that leaves ``arg``'s range at some step, as building the optimizer
+    with it would. The schedule is one of those given to a live factory whose dynamic
+    arguments and their values are the state's; where there is none (the optimizer was
+    built in another process), the range check of `set_hyperparams` on value fields is all
+    there is. The changed schedule is kept, so that it is found by the next change."""
+    from gradxform.schedules._util import checked
+
+    current = {k: jax.tree.leaves(v)[0] for k, v in st.schedule_args[arg].items()}  # nnx OptArray
+    if any(is_tracer(v) for v in current.values()):
+        return
+    now = {k: float(v) for k, v in current.items()}
+
+    def same_values(s: Schedule) -> bool:
+        try:
+            return all(np.float32(float(v)) == np.float32(now[k]) for k, v in s.dynamic_args().items())
+        except (TypeError, ValueError):
+            return False
+
+    candidates = [s for s in list(_SCHEDULES) if set(s.dynamic_args()) == set(now) and same_values(s)]
+    bounds = _bounds(arg, set(st.hyperparams)) or [REAL]
+    errors = []
+    for schedule in candidates:
+        try:
+            new = checked(schedule.replace(**{**now, **{k: v for k, (_, v) in new_args.items()}}))
+            failures = []
+            for allowed in bounds:
+                try:
+                    _check_schedule_values("set_hyperparams", arg, new, allowed)
+                except ValueError as e:
+                    failures.append(e)
+            if len(failures) == len(bounds):
+                raise failures[0]
+            _remember(new)
+            return
+        except (ValueError, TypeError) as e:
+            errors.append(e)
+    if errors:
+        given = ", ".join(f"{full}={value!r}" for full, value in new_args.values())
+        raise ValueError(f"{given} is rejected: {errors[0]}") from None
 
 
 def _bounds(name: str, names: set[str]) -> list[Interval]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from gradxform._factory import REGISTRY
 from gradxform.core import GradientTransformation, Schedule, is_transformation
+from gradxform.schedules._util import public_function
 
 Config = dict[str, Any]
 
@@ -427,22 +428,9 @@ def _build_schedule(config: Mapping[str, Any], path: str) -> Any:
                 _join(path, k), f"schedule {name} has no field {k!r}.{_suggest(str(k), known)} Allowed: {', '.join(known)}."
             )
     try:
-        return (_schedule_factory(cls) or cls)(**fields)
+        return (public_function(cls) or cls)(**fields)
     except (ValueError, TypeError) as e:
         raise ConfigError(path, f"schedule {name}: {e}") from None
-
-
-def _schedule_factory(cls: Any) -> Callable[..., Any] | None:
-    """The public function that builds ``cls`` (named by its ``factory``) if its arguments
-    are the fields of ``cls``: configs name a schedule by its class, and the class alone
-    would skip the function's checks (a negative scale, a decay over -5 steps)."""
-    from gradxform import schedules
-
-    function = getattr(schedules, getattr(cls, "factory", "") or "", None)
-    if not inspect.isfunction(function) or not dataclasses.is_dataclass(cls):
-        return None
-    same = list(inspect.signature(function).parameters) == [f.name for f in dataclasses.fields(cls)]
-    return function if same else None
 
 
 # --------------------------------------------------------------------------- YAML

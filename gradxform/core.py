@@ -394,11 +394,36 @@ def state_dtype(dtype: Any, like: jax.Array) -> Any:
     return own if jnp.issubdtype(own, jnp.inexact) else jnp.dtype(jnp.float32)
 
 
-def as_arrays(tree: PyTree) -> PyTree:
+NOT_AN_ARRAY = (
+    "{owner}: {name} must be a tree of arrays (or numbers), but the leaf at {path} is "
+    "{what}. Keep values that are not arrays (names, flags, configuration) out of the "
+    "tree given to the optimizer: split them off first (for example with "
+    "equinox.partition, or flax's nnx.state(model, nnx.Param))."
+)
+
+
+def _is_number_leaf(x: Any) -> bool:
+    if hasattr(x, "dtype"):  # not strings, bytes or objects (float0 gradients are reported elsewhere)
+        return getattr(x.dtype, "kind", "") not in ("U", "S", "O")
+    return isinstance(x, (int, float, complex)) or hasattr(x, "__jax_array__")
+
+
+def as_arrays(tree: PyTree, owner: str = "gradxform", name: str = "the tree") -> PyTree:
     """``tree`` with its Python-number leaves (``{"w": 0.5}``, which Optax accepts) made JAX
-    arrays, so that every stage can read a leaf's dtype; ``tree`` itself when it has none."""
-    if all(hasattr(x, "dtype") for x in jax.tree.leaves(tree)):
+    arrays, so that every stage can read a leaf's dtype; ``tree`` itself when it has none.
+
+    Raises:
+      TypeError: naming ``owner``, the argument ``name`` and the path of the first leaf that
+        is neither an array nor a number (a string ``"x"``), which JAX would reject without
+        saying where it is.
+    """
+    leaves = jax.tree.leaves(tree)
+    if all(hasattr(x, "dtype") and _is_number_leaf(x) for x in leaves):
         return tree
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if not _is_number_leaf(x):
+            what = f"an array of dtype {x.dtype}" if hasattr(x, "dtype") else f"{type(x).__name__} {x!r}"
+            raise TypeError(NOT_AN_ARRAY.format(owner=owner, name=name, path=path_str(path), what=what))
     return jax.tree.map(lambda x: x if hasattr(x, "dtype") else jnp.asarray(x), tree)
 
 
@@ -629,6 +654,35 @@ def check_number(owner: str, name: str, value: Any, allowed: Interval) -> None:
     if np.ndim(value) != 0:
         raise ValueError(f"{owner}: {name} must be a scalar, got an array of shape {np.shape(value)}.")
     check_hyperparam(owner, name, value, allowed)
+
+
+def check_scalar_value(owner: str, name: str, value: Any, expected: str) -> None:
+    """Validates a scalar given to ``update`` as data (a loss given as ``value=``). Its type,
+    dtype and shape are static, so tracers are checked too, at no cost under ``jit``.
+
+    Args:
+      expected: what the value should be, for the message ("the loss f(params)").
+
+    Raises:
+      TypeError: naming ``owner``'s argument ``name`` unless ``value`` is a real number or
+        an array of a real numeric dtype (a string such as ``"1.0"`` would otherwise be
+        parsed by JAX, or fail deep inside the step).
+      ValueError: if ``value`` is not a scalar, naming its shape.
+    """
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)) or is_tracer(value):
+        numeric = jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)
+    else:
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not numeric:
+        what = f"{type(value).__name__} {name}={value!r}"
+        if hasattr(value, "dtype"):
+            what = f"an array of dtype {value.dtype}"
+        raise TypeError(f"{owner}: {name} must be a scalar number or a scalar array of a real dtype ({expected}), got {what}.")
+    if np.shape(value) != ():
+        raise ValueError(
+            f"{owner}: {name} must be a scalar ({expected}), got an array of shape {np.shape(value)}; "
+            "reduce it to one number first (for example with .mean())."
+        )
 
 
 def check_state_dtype(owner: str, name: str, value: Any) -> None:

@@ -244,7 +244,8 @@ def _hyper_lines(spec: Spec, state: Any) -> str:
     items = []
     for key, value in _shown_args(spec):
         text = f"{key}={format_value(value)}"
-        if key in now and format_value(now[key]) != format_value(value):
+        # Inside jit the state's values are tracers: their values are unknown, not changed.
+        if key in now and not is_tracer(now[key]) and format_value(now[key]) != format_value(value):
             items.append(f"<span style='white-space:nowrap'>{_esc(text)} <b>→ now {_esc(format_value(now[key]))}</b></span>")
         else:
             items.append(f"<span style='white-space:nowrap'>{_esc(text)}</span>")
@@ -253,7 +254,8 @@ def _hyper_lines(spec: Spec, state: Any) -> str:
 
 def _state_line(spec: Spec | None, state: Any) -> str:
     if _is_injected(spec, state):
-        return f"<div style='color:#777'>step {int(state.count)}</div>"
+        step = format_value(state.count) if is_tracer(state.count) else int(state.count)
+        return f"<div style='color:#777'>step {_esc(str(step))}</div>"
     if isinstance(state, tuple) and hasattr(state, "_fields"):
         scalars = [
             f"{f}={format_value(getattr(state, f))}"
@@ -380,6 +382,8 @@ def diagram(tx: GradientTransformation, state: Any = None) -> Diagram:
     Args:
       tx: any transformation.
       state: its state (``tx.init(params)`` or the latest ``update``'s), or ``None``.
+        Inside ``jax.jit`` its values are tracers and show as ``<traced ...>``; the
+        composition and the hyperparameters it was built with show as outside.
 
     Returns:
       A `Diagram`: the last expression of a notebook cell renders it as HTML (see

@@ -234,6 +234,15 @@ def test_schedule_written_as_its_fields():
         assert float(gx.hyperparams(state)["learning_rate"]) == pytest.approx(0.1)  # 0.4 / 2**2
 
 
+def test_tabulated_multiplicative_schedule_round_trips_through_its_function():
+    schedule = gx.schedules.multiplicative_schedule(1.0, lambda t: 0.5 if t % 2 else 1.0, num_steps=4)
+    config = gx.to_config(gx.sgd(schedule))
+    assert config["args"]["learning_rate"] == {"schedule": "MultiplicativeSchedule", "init_value": 1.0, "factor": [0.5, 1.0, 0.5, 1.0]}
+    rebuilt = gx.from_config(yaml.safe_load(yaml.safe_dump(config))).spec.args["learning_rate"]
+    assert rebuilt == schedule
+    assert [float(rebuilt(t)) for t in range(6)] == [1.0, 0.5, 0.5, 0.25, 0.25, 0.25]
+
+
 def test_schedule_by_function_name_in_handwritten_yaml(tmp_path):
     (tmp_path / "opt.yaml").write_text(
         "optimizer:\n  name: adamw\n  args:\n    learning_rate:\n      schedule: warmup_cosine_decay_schedule\n"
@@ -297,8 +306,16 @@ def test_handmade_transformation_is_named_by_path():
             {"name": "chain", "args": {"transforms": {"name": "sgd", "args": {"learning_rate": 0.1}}}},
             r"optimizer\.args\.transforms: chain takes transforms as a list, got dict",
         ),
+        (
+            {"name": "sgd", "args": {"learning_rate": {"schedule": "MultiplicativeSchedule", "init_value": 0.1, "factor": -0.5}}},
+            r"optimizer\.args\.learning_rate: schedule MultiplicativeSchedule: multiplicative_schedule: factor must be > 0, got factor=-0\.5",
+        ),
+        (
+            {"name": "sgd", "args": {"learning_rate": {"schedule": "MultiplicativeSchedule", "init_value": 0.1, "factor": [0.5, 0.0]}}},
+            r"optimizer\.args\.learning_rate: schedule MultiplicativeSchedule: multiplicative_schedule: factor\[1\] must be > 0, got factor\[1\]=0\.0",
+        ),
     ],
-    ids=["unknown-name", "unknown-arg", "negative-lr", "wrong-type", "missing-arg", "unknown-key", "not-a-mapping", "nested", "unknown-schedule", "unknown-function", "schedule-class-checked", "schedule-class-scale", "stages-not-a-list"],
+    ids=["unknown-name", "unknown-arg", "negative-lr", "wrong-type", "missing-arg", "unknown-key", "not-a-mapping", "nested", "unknown-schedule", "unknown-function", "schedule-class-checked", "schedule-class-scale", "stages-not-a-list", "multiplicative-class-factor", "multiplicative-class-table"],
 )
 def test_errors_name_the_key(config, message):
     with pytest.raises(gx.ConfigError, match=message):

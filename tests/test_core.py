@@ -252,6 +252,39 @@ def test_schedule_values_are_checked_against_the_hyperparameter_range():
 
 
 @pytest.mark.parametrize(
+    "schedule,changes,match",
+    [
+        (
+            gx.schedules.cosine_decay_schedule(0.1, 100),
+            {"learning_rate.alpha": -1.0},
+            r"learning_rate\.alpha=-1\.0 is rejected: .*learning_rate follows a schedule that is -[0-9.e-]+ at step 99, but learning_rate must be >= 0",
+        ),
+        (
+            gx.schedules.exponential_decay(0.1, 10, 0.5),
+            {"learning_rate.decay_rate": -1.0},
+            r"learning_rate\.decay_rate=-1\.0 is rejected: exponential_decay: decay_rate must be > 0, got decay_rate=-1\.0",
+        ),
+        (
+            gx.schedules.join_schedules([gx.schedules.constant_schedule(0.1), gx.schedules.exponential_decay(0.1, 10, 0.5)], [5]),
+            {"learning_rate.1.decay_rate": 0.0},
+            r"learning_rate\.1\.decay_rate=0\.0 is rejected: exponential_decay: decay_rate must be > 0",
+        ),
+    ],
+    ids=["cosine-alpha-ends-negative", "exponential-decay-rate", "joined-piece"],
+)
+def test_set_hyperparams_checks_a_schedule_argument_as_its_function_and_the_optimizer_do(schedule, changes, match):
+    tx = gx.sgd(schedule)
+    state = tx.init({"w": jnp.ones(2)})
+    with pytest.raises(ValueError, match=match):
+        gx.set_hyperparams(state, **changes)
+    # after an accepted change (the schedule's values then differ from those it was built with)
+    first = next(iter(schedule.dynamic_args()))
+    state = gx.set_hyperparams(state, **{f"learning_rate.{first}": 0.05})
+    with pytest.raises(ValueError, match=match):
+        gx.set_hyperparams(state, **changes)
+
+
+@pytest.mark.parametrize(
     "make,match",
     [
         (lambda: gx.adam(gx.schedules.cosine_decay_schedule(1e-3, 100, alpha=-1.0)), r"adam: learning_rate follows a schedule that is -[0-9.e-]+ at step 99, but learning_rate must be >= 0"),
@@ -319,6 +352,31 @@ def test_init_under_eval_shape():
     concrete = gx.adam(1e-3).init(params)
     assert jax.tree.structure(abstract) == jax.tree.structure(concrete)
     assert all(a.shape == c.shape and a.dtype == c.dtype for a, c in zip(jax.tree.leaves(abstract), jax.tree.leaves(concrete)))
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"w": jnp.ones(3), "name": "x"}, r"adam\.init\(\): params must be a tree of arrays .*the leaf at name is str 'x'"),
+        ({"w": jnp.ones(3), "meta": {"tags": np.array(["a", "b"])}}, r"adam\.init\(\): params .*the leaf at meta/tags is an array of dtype <U1"),
+        ({"layers": [jnp.ones(2), {"act": print}]}, r"adam\.init\(\): params .*the leaf at layers/1/act is builtin_function_or_method"),
+    ],
+    ids=["string", "string-array", "function"],
+)
+def test_init_names_the_path_of_a_leaf_that_is_not_an_array(params, match):
+    with pytest.raises(TypeError, match=match):
+        gx.adam(1e-3).init(params)
+    tx = gx.chain(gx.clip(1.0), gx.sgd(0.1))
+    with pytest.raises(TypeError, match=r"chain\.init\(\): params must be a tree of arrays"):
+        tx.init(params)
+
+
+def test_update_names_the_path_of_a_gradient_that_is_not_an_array():
+    tx = gx.adam(1e-3)
+    params = {"w": jnp.ones(3)}
+    with pytest.raises(TypeError, match=r"adam\.update\(\): updates must be a tree of arrays .*the leaf at w is str '0\.1'"):
+        tx.update({"w": "0.1"}, tx.init(params), params)
+    assert gx.sgd(0.1).init({"w": 1.0, "flag": True}) is not None  # Python numbers are accepted, as by Optax
 
 
 def test_init_keeps_parameter_sharding():

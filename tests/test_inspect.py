@@ -85,6 +85,23 @@ def test_diagram_shows_a_schedule_and_its_current_value():
     assert "linear_schedule" in html and "now 0.8" in html and "step 3" in html
 
 
+def test_diagram_of_a_state_inside_jit_shows_the_structure_and_traced_values():
+    tx = gx.chain(gx.clip_by_global_norm(1.0), gx.sgd(gx.schedules.linear_schedule(1.0, 0.0, 10)), gx.reduce_on_plateau())
+    state = tx.init(PARAMS)
+    rendered = []
+
+    @jax.jit
+    def step(state):
+        rendered.append(gx.diagram(tx, state)._repr_html_())
+        return state
+
+    step(state)
+    html = rendered[0]
+    assert "linear_schedule" in html and "reduce_on_plateau" in html and "scale_by_learning_rate" in html
+    assert "step &lt;traced int32[]&gt;" in html
+    assert "→ now" not in html  # the values are unknown while tracing, not changed
+
+
 # --------------------------------------------------------------------------- trace
 
 

@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradxform.core import check_scalar_value
+
 MISSING_OBJECTIVE = (
     "{owner} evaluates the objective along the update direction, so update() needs the "
     "keyword arguments value=f(params), grad=grad f(params) and value_fn=f (missing: {missing}). "
@@ -22,7 +24,9 @@ def objective_args(owner: str, params: Any, extra: Mapping[str, Any], need_grad:
     """Splits a line search's extra arguments into (value, grad, value_fn, kwargs for value_fn).
 
     Raises:
-      ValueError: naming what is missing (``params``, ``value``, ``grad``, ``value_fn``).
+      ValueError: naming what is missing (``params``, ``value``, ``grad``, ``value_fn``), or
+        for a ``value`` that is not a scalar (naming its shape).
+      TypeError: for a ``value`` that is not a real number.
     """
     needed = ("value", "grad", "value_fn") if need_grad else ("value", "value_fn")
     missing = [k for k in needed if extra.get(k) is None]
@@ -30,6 +34,7 @@ def objective_args(owner: str, params: Any, extra: Mapping[str, Any], need_grad:
         missing.insert(0, "params")
     if missing:
         raise ValueError(MISSING_OBJECTIVE.format(owner=owner, missing=", ".join(missing)))
+    check_scalar_value(owner, "value", extra["value"], "the loss f(params)")
     value_fn = extra["value_fn"]
     try:
         names = set(inspect.signature(value_fn).parameters)

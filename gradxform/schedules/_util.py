@@ -8,8 +8,9 @@ fields, and its repr reads like the call that made it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import jax
@@ -79,6 +80,44 @@ class BaseSchedule(Schedule):
     def dynamic_args(self) -> dict[str, Any]:
         """The current values of the numeric fields named in ``dynamic`` (``None`` skipped)."""
         return {n: getattr(self, n) for n in self.dynamic if getattr(self, n) is not None}
+
+
+def public_function(cls: Any) -> Callable[..., Any] | None:
+    """The public function that builds the schedule class ``cls`` (named by its
+    ``factory``), if it takes each field of ``cls`` as an argument and needs no other;
+    else ``None``. The class alone skips the function's checks."""
+    from gradxform import schedules
+
+    function = getattr(schedules, getattr(cls, "factory", "") or "", None)
+    if not inspect.isfunction(function) or not dataclasses.is_dataclass(cls):
+        return None
+    fields = {f.name for f in dataclasses.fields(cls)}
+    params = inspect.signature(function).parameters
+    others_optional = all(p.default is not p.empty for name, p in params.items() if name not in fields)
+    return function if fields <= set(params) and others_optional else None
+
+
+def checked(schedule: Any) -> Any:
+    """``schedule`` built again from its fields by its public function (its nested
+    schedules first), so that fields set after construction (from a config, or with
+    ``set_hyperparams``) go through the function's checks. A schedule without such a
+    function is returned as it is.
+
+    Raises:
+      ValueError: with the public function's message, for a field it rejects.
+    """
+    function = public_function(type(schedule))
+    if function is None:
+        return schedule
+
+    def rebuilt(value: Any) -> Any:
+        if isinstance(value, Schedule):
+            return checked(value)
+        if isinstance(value, (tuple, list)) and any(isinstance(v, Schedule) for v in value):
+            return type(value)(rebuilt(v) for v in value)
+        return value
+
+    return function(**{f.name: rebuilt(getattr(schedule, f.name)) for f in dataclasses.fields(schedule)})
 
 
 def step(count: Any) -> jax.Array:

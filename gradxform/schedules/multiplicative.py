@@ -202,26 +202,30 @@ def step_decay_schedule(
 
 
 def multiplicative_schedule(
-    init_value: float, factor: float | Callable[[int], float], num_steps: int | None = None
+    init_value: float, factor: float | Sequence[float] | Callable[[int], float], num_steps: int | None = None
 ) -> MultiplicativeSchedule:
     """Multiplies the value by a factor at every step (PyTorch's MultiplicativeLR).
 
     The value at step ``t`` is ``init_value * f(1) * f(2) * ... * f(t)``. A constant factor
     gives ``init_value * factor**t``. A factor that is a function of the step is
     tabulated once, here, for steps 1 to ``num_steps``; the value stays at its step
-    ``num_steps`` value afterwards.
+    ``num_steps`` value afterwards. The table itself (a list of the factors of steps 1,
+    2, ...) is also accepted: it is how a config written by ``gx.to_config`` gives it.
 
     Args:
       init_value: the value at step 0.
-      factor: a number > 0, or a Python function ``step -> factor`` (called with
-        ``1, ..., num_steps``, returning numbers > 0).
-      num_steps: how many steps to tabulate; required when ``factor`` is a function.
+      factor: a number > 0, a Python function ``step -> factor`` (called with
+        ``1, ..., num_steps``, returning numbers > 0), or a non-empty list of the
+        factors (> 0) of steps 1, 2, ...
+      num_steps: how many steps to tabulate; required when ``factor`` is a function
+        (with a list, its length if given).
 
     Returns:
       A `MultiplicativeSchedule`.
 
     Raises:
-      ValueError: for a non-positive factor, or a function factor without ``num_steps``.
+      ValueError: for a non-positive factor, a function factor without ``num_steps``, or
+        an empty list of factors or one whose length is not ``num_steps``.
 
     Example:
       >>> import gradxform as gx
@@ -231,6 +235,15 @@ def multiplicative_schedule(
     """
     owner = "multiplicative_schedule"
     check_number(owner, "init_value", init_value, REAL)
+    if isinstance(factor, (tuple, list)):
+        if not factor or (num_steps is not None and num_steps != len(factor)):
+            raise ValueError(
+                f"{owner}: factor given as a list must hold the factors of steps 1 to num_steps, "
+                f"got {len(factor)} factors and num_steps={num_steps!r}."
+            )
+        for i, f in enumerate(factor):
+            check_number(owner, f"factor[{i}]", f, POSITIVE)
+        return MultiplicativeSchedule(init_value, tuple(float(f) for f in factor))
     if not callable(factor):
         check_number(owner, "factor", factor, POSITIVE)
         return MultiplicativeSchedule(init_value, factor)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from gradxform._factory import transformation
 from gradxform.core import (
+    check_scalar_value,
     find_states,
     HYPERPARAM_DTYPE,
     NON_NEGATIVE,
@@ -117,7 +118,9 @@ def reduce_on_plateau(
       ``value=`` (a scalar). `plateau_scale` reads the current scale from any state.
 
     Raises:
-      ValueError: for an argument out of range, and at ``update`` if ``value`` is missing.
+      ValueError: for an argument out of range, and at ``update`` if ``value`` is missing
+        or not a scalar.
+      TypeError: at ``update``, if ``value`` is not a real number (a string ``"1.0"``).
 
     References:
       Keras, ``keras.callbacks.ReduceLROnPlateau``.
@@ -168,8 +171,7 @@ def reduce_on_plateau(
     def update(updates, state, params=None, *, value=None, **extra):
         if value is None:
             raise ValueError(MISSING_VALUE)
-        if jnp.shape(value) != ():
-            raise ValueError(f"reduce_on_plateau: value must be a scalar, got shape {jnp.shape(value)}.")
+        check_scalar_value("reduce_on_plateau", "value", value, "the monitored value, such as the loss")
         count = safe_increment(state.count)
         avg = (state.count * state.avg_value + _f32(value)) / count
         pending = state._replace(count=count, avg_value=avg.astype(HYPERPARAM_DTYPE))

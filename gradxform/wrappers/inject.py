@@ -245,7 +245,7 @@ def inject_stateful_hyperparams(
         def init(params):
             count, states = new_count(), first_states()
             hyper = values_at(count, {a: arguments[a] for a in constants}, states, {})
-            return InjectStatefulHyperparamsState(count, hyper, states, eager.init(as_arrays(params)))
+            return InjectStatefulHyperparamsState(count, hyper, states, eager.init(as_arrays(params, f"{name}.init()", "params")))
 
         def update(updates, state, params=None, **extra):
             if not isinstance(state, InjectStatefulHyperparamsState):
@@ -255,7 +255,7 @@ def inject_stateful_hyperparams(
                 )
             values = values_at(state.count, state.hyperparams, state.hyperparams_states, extra)
             states = {a: s.update(state.hyperparams_states[a], **extra) for a, s in stateful.items()}
-            updates = as_arrays(updates)
+            updates = as_arrays(updates, f"{name}.update()", "updates")
             new_updates, inner_state = call_update(build(values), updates, state.inner_state, params, extra)
             return cast_like(new_updates, updates), InjectStatefulHyperparamsState(
                 safe_increment(state.count), values, states, inner_state

@@ -329,6 +329,19 @@ def test_line_search_names_missing_objective(tx):
         tx.update(w, tx.init(w), w, value=1.0, grad=w)
 
 
+@pytest.mark.parametrize(
+    "make", [gx.lbfgs, lambda: gx.lbfgs(linesearch=gx.scale_by_backtracking_linesearch(5))], ids=["zoom", "backtracking"]
+)
+def test_lbfgs_names_a_value_that_is_not_the_scalar_loss(make):
+    tx = make()
+    w = jnp.ones(3)
+    per_example = lambda p: (p - 1.0) ** 2
+    with pytest.raises(ValueError, match=r"value must be a scalar \(the loss f\(params\)\), got an array of shape \(3,\)"):
+        jax.jit(lambda s: tx.update(w, s, w, value=per_example(w), grad=w, value_fn=per_example))(tx.init(w))
+    with pytest.raises(ValueError, match=r"value must be a scalar number .*got str value='1\.0'"):
+        tx.update(w, tx.init(w), w, value="1.0", grad=w, value_fn=_quadratic)
+
+
 def test_value_fn_extras_and_stored_value_and_grad():
     """Extra arguments named in value_fn's signature reach it (others are ignored), and
     value_and_grad_from_state returns the value and gradient at the accepted point."""

@@ -211,6 +211,29 @@ def test_missing_value_is_a_clear_error():
         tx.update(jnp.ones(2), state)
 
 
+@pytest.mark.parametrize(
+    "value,error,match",
+    [
+        ("1.0", TypeError, r"reduce_on_plateau: value must be a scalar number .*got str value='1\.0'"),
+        ([1.0], TypeError, r"reduce_on_plateau: value must be a scalar number .*got list value=\[1\.0\]"),
+        (jnp.array(True), TypeError, r"reduce_on_plateau: value must be a scalar number .*got an array of dtype bool"),
+        (jnp.ones(3), ValueError, r"reduce_on_plateau: value must be a scalar .*got an array of shape \(3,\)"),
+    ],
+    ids=["string", "list", "bool-array", "vector"],
+)
+def test_value_that_is_not_a_scalar_number_is_a_clear_error(value, error, match):
+    tx = gx.reduce_on_plateau()
+    state = tx.init(jnp.zeros(2))
+    with pytest.raises(error, match=match):
+        tx.update(jnp.ones(2), state, value=value)
+    with pytest.raises(error, match=match):  # the same check while tracing
+        jax.jit(lambda s: tx.update(jnp.ones(2), s, value=value))(state)
+    # through gx.chain, the error names the stage
+    chained = gx.chain(gx.sgd(0.1), gx.reduce_on_plateau())
+    with pytest.raises(ValueError, match=r"chain stage 1 \(reduce_on_plateau\): " + match):
+        chained.update(jnp.ones(2), chained.init(jnp.zeros(2)), value=value)
+
+
 def test_value_dropped_by_optax_chain_points_to_gx_chain():
     # optax.chain passes keywords only to Optax's GradientTransformationExtraArgs, so the
     # value never reaches ours; gx.chain carries it, with Optax's stages in it too.

@@ -235,6 +235,9 @@ INVALID = [
     ("cyclic-step-size", lambda: S.cyclic_schedule(0.0, 1.0, step_size_up=0), "step_size_up"),
     ("multiplicative-fn-no-steps", lambda: S.multiplicative_schedule(1.0, lambda t: 0.9), "num_steps"),
     ("multiplicative-negative", lambda: S.multiplicative_schedule(1.0, -0.9), "factor"),
+    ("multiplicative-table-empty", lambda: S.multiplicative_schedule(1.0, []), "factor given as a list"),
+    ("multiplicative-table-length", lambda: S.multiplicative_schedule(1.0, [0.5, 0.5], num_steps=3), "got 2 factors and num_steps=3"),
+    ("multiplicative-table-zero", lambda: S.multiplicative_schedule(1.0, [0.5, 0.0]), r"factor\[1\] must be > 0"),
     ("stepwise-lengths", lambda: S.stepwise_schedule([1.0, 2.0], []), "one more entry"),
 ]
 
