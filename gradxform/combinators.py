@@ -32,12 +32,18 @@ class StageError(ValueError):
     """A stage of a composition failed; the message names the stage."""
 
 
+class _StageTypeError(StageError, TypeError):
+    """A stage failed with a ``TypeError``: still a `StageError` naming the stage, and still
+    a ``TypeError``, so that ``except TypeError`` catches it as it would unchained."""
+
+
 def _run_stages(
     labels: list[str], transforms: Any, states: Any, updates: Any, params: Any, extra: dict[str, Any]
 ) -> tuple[Any, list[Any]]:
     """Runs the stages in order, each on the previous one's updates; returns the last updates
     and the stages' new states. A stage's ValueError or TypeError becomes a `StageError`
-    naming it (``labels[i]`` and the stage's own name); a nested `StageError` passes as is."""
+    naming it (``labels[i]`` and the stage's own name), one that is also a TypeError for a
+    TypeError; a nested `StageError` passes as is."""
     new_states = []
     for label, t, s in zip(labels, transforms, states):
         try:
@@ -45,7 +51,8 @@ def _run_stages(
         except StageError:
             raise
         except (ValueError, TypeError) as e:
-            raise StageError(f"{label} ({_stage_name(t)}): {e}") from e
+            kind = _StageTypeError if isinstance(e, TypeError) else StageError
+            raise kind(f"{label} ({_stage_name(t)}): {e}") from e
         new_states.append(s)
     return updates, new_states
 

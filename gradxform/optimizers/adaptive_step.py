@@ -28,6 +28,7 @@ from gradxform.core import (
     GradientTransformation,
     Updates,
     check_same_tree,
+    check_scalar_value,
     new_count,
     require_params,
     safe_increment,
@@ -266,6 +267,7 @@ def momo(
         require_params("momo", params)
         if value is None:
             raise ValueError(MISSING_VALUE.format(owner="momo"))
+        check_scalar_value("momo", "value", value, "the loss f(params)")
         check_same_tree(updates, state.exp_avg, "updates", "momo's state")
         b = jnp.where(state.count == 0, 0.0, jnp.asarray(beta, jnp.float32))
         barf = _keep(b * state.barf + (1 - b) * jnp.asarray(value, state.barf.dtype), state.barf)
@@ -390,6 +392,7 @@ def momo_adam(
         require_params("momo_adam", params)
         if value is None:
             raise ValueError(MISSING_VALUE.format(owner="momo_adam"))
+        check_scalar_value("momo_adam", "value", value, "the loss f(params)")
         check_same_tree(updates, state.exp_avg, "updates", "momo_adam's state")
         count = safe_increment(state.count)
         barf = _keep(b1 * state.barf + (1 - b1) * jnp.asarray(value, state.barf.dtype), state.barf)

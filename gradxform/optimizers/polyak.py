@@ -15,7 +15,16 @@ import numpy as np
 
 from gradxform._factory import transformation
 from gradxform.combinators import chain
-from gradxform.core import NON_NEGATIVE, POSITIVE, REAL, EmptyState, GradientTransformation, abs_sq, check_choice
+from gradxform.core import (
+    NON_NEGATIVE,
+    POSITIVE,
+    REAL,
+    EmptyState,
+    GradientTransformation,
+    abs_sq,
+    check_choice,
+    check_scalar_value,
+)
 from gradxform.optimizers.sgd import sgd
 
 _VARIANTS = ("sps", "sps+")
@@ -65,6 +74,7 @@ def scale_by_polyak(
     def update(updates, state, params=None, *, value=None, **extra):
         if value is None:
             raise ValueError(MISSING_VALUE.format(owner="scale_by_polyak"))
+        check_scalar_value("scale_by_polyak", "value", value, "the objective f(params)")
         sq_norm = jnp.asarray(sum(jnp.sum(abs_sq(g)) for g in jax.tree.leaves(updates)))
         sq_norm = sq_norm * jnp.square(jnp.asarray(scaling)).astype(sq_norm.dtype)
         gap = (jnp.asarray(value) - jnp.asarray(f_min)).astype(sq_norm.dtype)

@@ -158,6 +158,15 @@ def test_update_without_value_says_so(name):
         tx.update(_params(), state, _params())
 
 
+@pytest.mark.parametrize("name", ["momo", "momo_adam"])
+@pytest.mark.parametrize("value, error", [("1.0", TypeError), (jnp.ones(3), ValueError)], ids=["string", "vector"])
+def test_update_with_a_value_that_is_not_the_scalar_loss_says_so(name, value, error):
+    tx = getattr(gx, name)()
+    state = tx.init(_params())
+    with pytest.raises(error, match=f"{name}: value must be a scalar"):
+        tx.update(_params(), state, _params(), value=value)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_update_without_params_says_so(name):
     tx = getattr(gx, name)()

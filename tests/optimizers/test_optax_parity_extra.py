@@ -182,6 +182,13 @@ def test_polyak_sgd_needs_value():
         tx.update(jnp.ones(2), tx.init(jnp.zeros(2)), jnp.zeros(2))
 
 
+@pytest.mark.parametrize("value, error", [("0.5", TypeError), (jnp.ones(2), ValueError)], ids=["string", "vector"])
+def test_polyak_sgd_value_must_be_the_scalar_objective(value, error):
+    tx = gx.polyak_sgd()
+    with pytest.raises(error, match="scale_by_polyak: value must be a scalar"):
+        tx.update(jnp.ones(2), tx.init(jnp.zeros(2)), jnp.zeros(2), value=value)
+
+
 @pytest.mark.parametrize(
     "factory,kwargs,match",
     [

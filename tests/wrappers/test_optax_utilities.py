@@ -266,6 +266,18 @@ def test_named_chain_errors():
         bad.update(jnp.ones(1), bad.init(jnp.ones(1)))
 
 
+def test_a_stage_type_error_stays_a_type_error_and_names_the_stage():
+    # Unchained, a string value= is a TypeError; chained it must still be one (and a StageError).
+    tx = gx.chain(gx.scale(2.0), gx.scale_by_polyak())
+    state = tx.init(jnp.ones(2))
+    with pytest.raises(TypeError, match=re.escape("chain stage 1 (scale_by_polyak): scale_by_polyak: value")) as raised:
+        tx.update(jnp.ones(2), state, jnp.ones(2), value="0.5")
+    assert isinstance(raised.value, gx.StageError)
+    with pytest.raises(gx.StageError) as raised:
+        tx.update(jnp.ones(2), state, jnp.ones(2), value=jnp.ones(3))
+    assert not isinstance(raised.value, TypeError)
+
+
 # --------------------------------------------------------------------------- conditional stages
 
 
