@@ -332,10 +332,11 @@ _LAST_STEP = int(np.iinfo(np.int32).max)  # where step counts saturate
 
 
 def _event_steps(schedule: Schedule) -> list[int]:
-    """The steps where a schedule of the library can reach its extremes: 0, the last step,
-    and each step count among its fields (boundaries, warm-up and decay lengths, table
-    lengths, also those of nested schedules) with its neighbours and their sum (a decay
-    that starts after a warm-up). Between such steps each piece is monotone."""
+    """The steps where a schedule of the library can reach its extremes: 0, 1 (where a
+    negative factor first flips the sign), the last step, and each step count among its
+    fields (boundaries, warm-up and decay lengths, table lengths, also those of nested
+    schedules) with its neighbours and their sum (a decay that starts after a warm-up).
+    Between such steps each piece is monotone."""
     found: set[int] = set()
 
     def walk(value: Any) -> None:
@@ -356,7 +357,7 @@ def _event_steps(schedule: Schedule) -> list[int]:
                 walk(getattr(value, field.name))
 
     walk(schedule)
-    steps = {0, _LAST_STEP, min(sum(found), _LAST_STEP)}
+    steps = {0, 1, _LAST_STEP, min(sum(found), _LAST_STEP)}
     steps |= {min(max(n + d, 0), _LAST_STEP) for n in found for d in (-1, 0, 1)}
     return sorted(steps)
 

@@ -293,8 +293,9 @@ def test_set_hyperparams_checks_a_schedule_argument_as_its_function_and_the_opti
         (lambda: gx.sgd(0.1, momentum=gx.schedules.exponential_decay(0.5, 10, 3.0)), r"sgd: momentum follows a schedule that is [0-9.]+ at step \d+, but momentum must be in \[0, 1\]"),
         (lambda: gx.adam(lambda count: -1e-3), r"adam: the schedule given as learning_rate is -0.001 at step 0, but learning_rate must be >= 0"),
         (lambda: gx.adam(gx.schedules.polynomial_schedule(1e-3, 0.0, -1.0, 10)), r"adam: learning_rate follows a schedule that is inf at step 10, but learning_rate must be finite"),
+        (lambda: gx.sgd(gx.schedules.MultiplicativeSchedule(0.1, -0.5)), r"sgd: learning_rate follows a schedule that is -0.05 at step 1"),
     ],
-    ids=["cosine-negative-alpha", "stepwise-negative", "piecewise-b1-past-one", "growing-momentum", "function-negative-at-0", "polynomial-negative-power-inf"],
+    ids=["cosine-negative-alpha", "stepwise-negative", "piecewise-b1-past-one", "growing-momentum", "function-negative-at-0", "polynomial-negative-power-inf", "multiplicative-class-negative-factor"],
 )
 def test_schedules_leaving_the_range_after_step_0_are_rejected(make, match):
     # Only value fields were checked: these schedules left the range at a later step, silently.
