@@ -89,3 +89,30 @@ def test_zero_and_huge_first_gradients_match_optax(name, first):
     params_out, updates = _run(gx, name, params, FIRST_GRADIENTS[first])
     _assert_same(updates, ref_updates)  # assert_allclose also compares where NaN and inf are
     _assert_same(params_out, ref_params)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: gx.adam(1e-3, mu_dtype=jnp.float32), lambda: gx.adafactor(momentum=0.9)],
+    ids=["adam-mu_dtype=float32", "adafactor-momentum-default-dtype_momentum"],
+)
+def test_complex_update_into_a_real_average_is_refused(make):
+    # Optax keeps this step's imaginary part but stores the average without it, so the
+    # imaginary part has no momentum; this returned no imaginary part at all (a regression once).
+    tx = make()
+    params = {"w": jnp.ones((2, 3), jnp.complex64)}
+    with pytest.raises(ValueError, match="the update at 'w' is complex64 but the average is kept in float32"):
+        tx.update(jax.tree.map(lambda x: x * (1 + 1j), params), tx.init(params), params)
+
+
+def test_complex_momentum_in_a_complex_dtype_matches_optax():
+    params = {"w": jnp.asarray(np.arange(6).reshape(2, 3) * (0.3 + 0.3j), jnp.complex64)}
+    grads = {"w": jnp.asarray(np.exp(1j * np.arange(6)).reshape(2, 3), jnp.complex64)}
+    out = []
+    for lib in (gx, optax):
+        tx = lib.adafactor(1e-3, min_dim_size_to_factor=2, momentum=0.9, dtype_momentum=jnp.complex64)
+        state = tx.init(params)
+        for _ in range(2):
+            updates, state = tx.update(grads, state, params)
+        out.append(updates)
+    _assert_same(*out)
