@@ -228,7 +228,8 @@ def apply_updates(params: Params, updates: Updates) -> Params:
       leaves in ``updates`` leave the parameter unchanged.
 
     Raises:
-      ValueError: if the two trees differ, naming the differing paths.
+      ValueError: if the two trees differ, naming the differing paths; also where a
+        parameter is ``None`` but its update is not (Optax drops such an update silently).
 
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
@@ -236,12 +237,19 @@ def apply_updates(params: Params, updates: Updates) -> Params:
       [0.5, 0.5]
     """
     check_same_tree(updates, params, "updates", "params", allow_none=True)
-    return jax.tree.map(
-        lambda p, u: p if u is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
-        params,
-        updates,
-        is_leaf=lambda x: x is None,
-    )
+
+    def add(path: tuple[Any, ...], p: Any, u: Any) -> Any:
+        if u is None:
+            return p
+        if p is None:
+            raise ValueError(
+                f"apply_updates: parameter '{path_str(path)}' is None but its update is an array of shape "
+                f"{jnp.shape(u)}; an update for a missing parameter would be lost. Give None in the updates "
+                "where the parameters have None (transformations do this when their params have None)."
+            )
+        return jnp.asarray(p + u).astype(jnp.asarray(p).dtype)
+
+    return jax.tree_util.tree_map_with_path(add, params, updates, is_leaf=lambda x: x is None)
 
 
 # --------------------------------------------------------------------------- tree helpers

@@ -583,6 +583,17 @@ def test_apply_updates_keeps_dtype_and_skips_none():
     np.testing.assert_array_equal(new["b"], params["b"])
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_apply_updates_refuses_an_update_for_a_none_parameter(jit):
+    # Optax returns None there and the update is lost; a raw TypeError from `None + array`
+    # named nothing (a regression once).
+    params = {"a": jnp.ones(2), "b": None}
+    apply = jax.jit(gx.apply_updates) if jit else gx.apply_updates
+    with pytest.raises(ValueError, match="parameter 'b' is None but its update is an array of shape"):
+        apply(params, {"a": jnp.ones(2), "b": jnp.ones(2)})
+    np.testing.assert_array_equal(apply(params, {"a": jnp.ones(2), "b": None})["a"], [2.0, 2.0])
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw", "nadam", "amsgrad", "adamax", "rmsprop", "adagrad", "lion", "signum", "sgd"])
 def test_bfloat16_parameters_match_optax(name):
     """Low-precision moments are updated in float32 and rounded when stored: in bfloat16,

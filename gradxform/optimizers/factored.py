@@ -68,7 +68,8 @@ def adafactor(
       clipping_threshold: the largest RMS of an array's normalised update, > 0, or
         ``None`` for no clipping.
       momentum: decay of an average of the updates, in [0, 1), or ``None`` for none.
-      dtype_momentum: dtype of that average.
+      dtype_momentum: dtype of that average; a complex one (jnp.complex64) for complex
+        parameters, whose momentum float32 cannot hold (Optax drops its imaginary part).
       weight_decay_rate: weight decay rate, >= 0, or ``None``.
       eps: added to the squared gradient, >= 0.
       factored: whether to factor the second moment of matrices.

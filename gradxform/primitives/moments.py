@@ -23,6 +23,7 @@ from gradxform.core import (
     Updates,
     check_same_tree,
     new_count,
+    path_str,
     safe_increment,
     tree_full_like,
 )
@@ -46,6 +47,20 @@ def debias(decay: Any, t: jax.Array) -> jax.Array:
     return 1 - jnp.asarray(decay, jnp.float32) ** t
 
 
+REAL_AVERAGE_OF_COMPLEX = (
+    "ema: the update at '{path}' is {got} but the average is kept in {kept} (accumulator_dtype, "
+    "mu_dtype or dtype_momentum), which has no imaginary part: the imaginary part of the "
+    "average would be lost every step (Optax drops it silently). Keep it in a complex dtype "
+    "(for example jnp.complex64) or pass None to keep it in the parameter's dtype."
+)
+
+
+def _check_not_complex_into_real(updates: Updates, average: Updates) -> None:
+    for (path, g), m in zip(jax.tree_util.tree_flatten_with_path(updates)[0], jax.tree.leaves(average)):
+        if jnp.iscomplexobj(g) and not jnp.iscomplexobj(m):
+            raise ValueError(REAL_AVERAGE_OF_COMPLEX.format(path=path_str(path), got=g.dtype, kept=m.dtype))
+
+
 class EmaState(NamedTuple):
     """State of `ema`: ``ema`` is the running average, one array per parameter."""
 
@@ -67,6 +82,10 @@ def ema(
     Returns:
       A transformation with `EmaState` (and, when debiasing, a step count).
 
+    Raises:
+      ValueError: at the first update, if a complex update would be averaged into a real
+        ``accumulator_dtype`` (Optax silently drops the average's imaginary part).
+
     Example:
       >>> import gradxform as gx, jax.numpy as jnp
       >>> tx = gx.ema(0.5, debias=False)
@@ -86,6 +105,7 @@ def ema(
 
     def update(updates, state, params=None, **extra):
         check_same_tree(updates, state.ema, "updates", "ema's state")
+        _check_not_complex_into_real(updates, state.ema)
         new = jax.tree.map(
             lambda g, m: ((1 - _coef(decay, m)) * g + _coef(decay, m) * m).astype(m.dtype), updates, state.ema
         )

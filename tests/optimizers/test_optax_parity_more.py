@@ -34,7 +34,7 @@ CASES = [
     ("fromage", (1e-3,), {}, F32),
     ("fromage", (1e-2,), dict(min_norm=1e-3), C64),
     ("adafactor", (1e-3,), {}, F32),
-    ("adafactor", (1e-3,), dict(min_dim_size_to_factor=2, decay_rate=0.5, decay_offset=3, clipping_threshold=None, momentum=0.9, weight_decay_rate=0.1, eps=1e-10), C64),
+    ("adafactor", (1e-3,), dict(min_dim_size_to_factor=2, decay_rate=0.5, decay_offset=3, clipping_threshold=None, momentum=0.9, dtype_momentum=C64, weight_decay_rate=0.1, eps=1e-10), C64),
     ("adafactor", (None,), dict(factored=False, clipping_threshold=0.5), F32),
     ("sm3", (1e-2,), {}, F32),
     ("sm3", (1e-2,), dict(momentum=0.5), F32),  # Optax's SM3 rejects complex parameters
