@@ -63,7 +63,8 @@ def adafactor(
       min_dim_size_to_factor: factor a parameter only if its two largest axes are at
         least this long.
       decay_rate: the exponent of the second moment's decay schedule.
-      decay_offset: the step the decay schedule starts from (fine-tuning).
+      decay_offset: the step the decay schedule starts from (fine-tuning); a state whose
+        count is below it uses the schedule's step-0 decay (Optax's updates are NaN there).
       multiply_by_parameter_scale: scale each array's step by its parameter's RMS.
       clipping_threshold: the largest RMS of an array's normalised update, > 0, or
         ``None`` for no clipping.

@@ -96,7 +96,8 @@ def scale_by_factored_rms(
     Args:
       factored: whether to factor matrices at all.
       decay_rate: the exponent of the default decay schedule ``1 - (t + 1)^-decay_rate``.
-      step_offset: subtracted from the step count (the first step of a fine-tuning phase).
+      step_offset: subtracted from the step count (the first step of a fine-tuning phase);
+        until the count reaches it, the decay is its step-0 value (Optax's is NaN there).
       min_dim_size_to_factor: factor only if the two largest axes are at least this long.
       epsilon: added to the squared gradient, >= 0.
       decay_rate_fn: ``(step, decay_rate) -> b_t``, the decay at a 0-based step.
@@ -162,7 +163,9 @@ def scale_by_factored_rms(
                     "init() for a parameter of another shape. Give update() gradients shaped like the "
                     "parameters init() was called with."
                 )
-        rate = decay_rate_fn(state.count - step_offset, decay_rate)
+        # Before step_offset (a fresh state given an offset) the decay stays at its step 0:
+        # (t - offset + 1)^-decay_rate would be inf or NaN there, as it is in Optax.
+        rate = decay_rate_fn(jnp.maximum(state.count - step_offset, 0), decay_rate)
         eps = jnp.asarray(epsilon, jnp.float32)
 
         def leaf(g, v_row, v_col, v):
