@@ -86,8 +86,14 @@ def run(
     return carry
 
 
-def assert_trees_close(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    """Leafwise ``|a - b| <= atol + rtol |b|``, naming the first leaf that fails."""
+def assert_trees_close(a: Any, b: Any, rtol: float = 1e-5, atol: float = 1e-6, nan_ok: bool = False) -> None:
+    """Leafwise ``|a - b| <= atol + rtol |b|``, naming the first leaf that fails.
+
+    NaNs in the same places compare equal, so a reference ``b`` holding a NaN fails unless
+    ``nan_ok``: two runs that both diverged would otherwise pass without checking a number.
+    """
     assert jax.tree.structure(a) == jax.tree.structure(b), (jax.tree.structure(a), jax.tree.structure(b))
     for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
+        if not nan_ok and np.issubdtype(np.asarray(y).dtype, np.inexact):
+            assert not np.isnan(np.asarray(y)).any(), f"the reference holds NaN at {jax.tree_util.keystr(path)}"
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path))

@@ -153,7 +153,8 @@ def test_every_interpreter_operation_matches_xla_including_nan_and_inf(fuse_libm
     assert PROGRAM in _compiled(_fused(tx), params, state, grads)
     got = jax.jit(_fused(tx))(params, state, grads)
     want = jax.jit(_plain(tx))(params, state, grads)
-    assert_trees_close(got, want, rtol=2e-5, atol=2e-5)  # libm and XLA's polynomials differ in the last bits
+    # NaN and inf gradients are the point here: NaNs must come out where XLA puts them.
+    assert_trees_close(got, want, rtol=2e-5, atol=2e-5, nan_ok=True)  # libm and XLA's polynomials differ in the last bits
 
 
 def _program_results(text):
@@ -396,7 +397,7 @@ def test_the_interpreter_runs_programs_without_a_compiled_loop():
         "    s = tx.init(params)\n"
         "    text = jax.jit(t._fused(tx)).lower(params, s, grads).compile().as_text()\n"
         "    assert t.PROGRAM in text\n"
-        "    t.assert_trees_close(jax.jit(t._fused(tx))(params, s, grads), jax.jit(t._plain(tx))(params, s, grads), rtol=2e-5, atol=2e-5)\n"
+        "    t.assert_trees_close(jax.jit(t._fused(tx))(params, s, grads), jax.jit(t._plain(tx))(params, s, grads), rtol=2e-5, atol=2e-5, nan_ok=True)\n"
         "assert _build._loops and not any(_build._loops.values()), _build._loops\n"
         "print('interpreted', len(_build._loops))\n"
     )
