@@ -20,19 +20,3 @@ os.environ.setdefault(
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, str(Path(__file__).parent))
 
-
-def pytest_sessionfinish(session, exitstatus):
-    """Frees the session's compiled programs before a worker reports that it has finished.
-
-    Once the controller hears that a pytest-xdist worker has finished, the worker's
-    gateway gives it 5 s to exit and then sends it a SIGINT. Freeing thousands of jitted
-    programs at exit (pytest's last garbage collection runs JAX's collector) took longer
-    than that on a loaded 2-core machine, and the interrupt surfaced as a KeyboardInterrupt
-    warning at the end of ``make test``. Done here, the controller waits for it instead.
-    """
-    import gc
-
-    import jax
-
-    jax.clear_caches()
-    gc.collect()
