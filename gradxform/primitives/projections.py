@@ -66,7 +66,7 @@ def project_non_negative(x: jax.Array) -> jax.Array:
       >>> gx.project_non_negative(jnp.array([-2.0, 0.5])).tolist()
       [0.0, 0.5]
     """
-    return jnp.maximum(x, jnp.zeros_like(x))
+    return jax.nn.relu(x)
 
 
 def project_l2_ball(x: jax.Array, radius: Any = 1.0) -> jax.Array:
@@ -103,6 +103,13 @@ def _simplex_threshold(v: jax.Array, total: jax.Array) -> jax.Array:
     return (cumulative[rho] - total) / (rho + 1).astype(v.dtype)
 
 
+def _positive_part(excess: jax.Array) -> jax.Array:
+    # relu, not maximum(excess, 0): an entry exactly at the threshold lies on a face of the
+    # set, and its derivative must be that face's (0), not maximum's half-and-half split,
+    # which would let a tangent change the output's sum.
+    return jax.nn.relu(excess)
+
+
 def project_simplex(x: jax.Array, total: Any = 1.0) -> jax.Array:
     """Projects onto the simplex ``{w : w >= 0, sum(w) = total}`` (all entries of the array).
 
@@ -124,7 +131,7 @@ def project_simplex(x: jax.Array, total: Any = 1.0) -> jax.Array:
     """
     flat = jnp.ravel(x)
     theta = _simplex_threshold(flat, jnp.asarray(total, x.dtype))
-    return jnp.maximum(x - theta, jnp.zeros_like(x))
+    return _positive_part(x - theta)
 
 
 def project_l1_ball(x: jax.Array, radius: Any = 1.0) -> jax.Array:
@@ -148,7 +155,7 @@ def project_l1_ball(x: jax.Array, radius: Any = 1.0) -> jax.Array:
     r = jnp.asarray(radius, x.dtype)
     mag = jnp.abs(x)
     theta = _simplex_threshold(jnp.ravel(mag), r)
-    shrunk = jnp.sign(x) * jnp.maximum(mag - theta, jnp.zeros_like(x))
+    shrunk = jnp.sign(x) * _positive_part(mag - theta)
     return jnp.where(jnp.sum(mag) > r, shrunk, x)
 
 
