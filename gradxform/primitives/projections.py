@@ -29,12 +29,14 @@ def project_box(x: jax.Array, lower: Any = -jnp.inf, upper: Any = jnp.inf) -> ja
     """Projects onto ``{w : lower <= w <= upper}`` (entrywise clipping).
 
     Args:
-      x: a real array.
+      x: a real array; integer and boolean arrays keep their dtype.
       lower: lower bound, a scalar or an array broadcastable to ``x``.
       upper: upper bound, likewise; ``lower <= upper``.
 
     Returns:
-      ``x`` clipped into the box.
+      ``x`` clipped into the box. For an integer or boolean ``x`` the bounds are first
+      rounded inwards (``ceil(lower)``, ``floor(upper)``) and limited to the dtype's range,
+      so the result is the nearest point of the box that the dtype can hold.
 
     References:
       Parikh & Boyd, "Proximal Algorithms", Foundations and Trends in Optimization, 2014,
@@ -45,7 +47,13 @@ def project_box(x: jax.Array, lower: Any = -jnp.inf, upper: Any = jnp.inf) -> ja
       >>> gx.project_box(jnp.array([-2.0, 0.5, 3.0]), 0.0, 1.0).tolist()
       [0.0, 0.5, 1.0]
     """
-    return jnp.clip(x, jnp.asarray(lower, x.dtype), jnp.asarray(upper, x.dtype))
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        # Cast as they are, fractional bounds would truncate towards zero (lower=0.5 gives 0,
+        # outside the box), and negative ones wrap in unsigned dtypes or become True in bool.
+        smallest, largest = (0, 1) if x.dtype == bool else (jnp.iinfo(x.dtype).min, jnp.iinfo(x.dtype).max)
+        lower = jnp.clip(jnp.ceil(jnp.asarray(lower, float)), smallest, largest)
+        upper = jnp.clip(jnp.floor(jnp.asarray(upper, float)), smallest, largest)
+    return jnp.clip(x, jnp.asarray(lower).astype(x.dtype), jnp.asarray(upper).astype(x.dtype))
 
 
 def project_non_negative(x: jax.Array) -> jax.Array:

@@ -198,3 +198,20 @@ def test_simplex_output_sum_has_zero_gradient_on_a_face():
     for g in jax.tree.leaves(grad):
         np.testing.assert_array_equal(np.asarray(g), 0.0)
 
+
+BOX_ON_INTEGERS = [
+    ("int32-fractional-bounds", jnp.asarray([0, 1, 5], jnp.int32), 0.5, 2.5),
+    ("uint8-negative-lower", jnp.asarray([0, 1, 5], jnp.uint8), -1, 2),
+    ("bool-around-both", jnp.asarray([True, False]), -1.0, 1.0),
+    ("bool-fractional-upper", jnp.asarray([True, False]), 0.0, 0.5),
+]
+
+
+@pytest.mark.parametrize("x,lower,upper", [c[1:] for c in BOX_ON_INTEGERS], ids=[c[0] for c in BOX_ON_INTEGERS])
+def test_box_on_integer_leaves_stays_in_the_box(x, lower, upper):
+    out = gx.projections.projection_box(x, lower, upper)
+    assert out.dtype == x.dtype
+    values = np.asarray(out, np.float64)
+    assert np.all(values >= lower) and np.all(values <= upper), out
+    # The nearest point of the box among the leaf's dtype's values.
+    np.testing.assert_array_equal(values, np.clip(np.asarray(x, np.float64), np.ceil(lower), np.floor(upper)))
