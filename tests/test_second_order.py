@@ -163,3 +163,19 @@ def test_hutchinson_takes_a_typed_key_and_averages_to_the_diagonal():
 def test_hutchinson_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_hutchinson_works_on_mixed_precision_parameters():
+    # Optax casts every sign to the lowest dtype of the tree, and jax.jvp then refuses the
+    # float32 leaves' bfloat16 tangents. Each sign must take its own leaf's dtype.
+    params = {"a": jnp.asarray([1.0, 2.0], jnp.bfloat16), "b": jnp.asarray([0.5, -1.5])}
+
+    def cubic(p):
+        return jnp.sum(p["a"].astype(jnp.float32) ** 3) + jnp.sum(p["b"] ** 3)
+
+    tx = gx.hutchinson_estimator_diag_hessian(0)
+    out, _ = tx.update(params, tx.init(params), params, obj_fn=cubic)
+    assert out["a"].dtype == jnp.bfloat16 and out["b"].dtype == jnp.float32
+    # The Hessian is diagonal (6 p), so one draw is exact.
+    np.testing.assert_allclose(np.asarray(out["a"], np.float32), [6.0, 12.0])
+    np.testing.assert_allclose(out["b"], [3.0, -9.0])
