@@ -87,6 +87,9 @@ def test_namespace_mirrors_optax_second_order():
         assert ours == theirs, name
 
 
+INT_PARAMS = jax.tree.map(lambda p: p.astype(jnp.int32), PARAMS)
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -95,8 +98,12 @@ def test_namespace_mirrors_optax_second_order():
         (lambda: gx.second_order.hvp(None, V, PARAMS, INPUTS, TARGETS), "loss must be a function"),
         (lambda: gx.second_order.hessian_diag(1.0, PARAMS, INPUTS, TARGETS), "loss must be a function"),
         (lambda: gx.second_order.fisher_diag("nll", PARAMS, INPUTS, TARGETS), "negative_log_likelihood must be"),
+        # Integer parameters have no derivative: JAX's own error speaks of float0 tangents.
+        (lambda: gx.second_order.hvp(loss, V, INT_PARAMS, INPUTS, TARGETS), r"hvp: params.*'b'.*int32"),
+        (lambda: gx.second_order.hessian_diag(loss, INT_PARAMS, INPUTS, TARGETS), r"hessian_diag: params.*int32"),
+        (lambda: gx.second_order.fisher_diag(loss, INT_PARAMS, INPUTS, TARGETS), r"fisher_diag: params.*int32"),
     ],
-    ids=["hvp-v-size", "hvp-v-shape", "hvp-loss", "hessian-diag-loss", "fisher-diag-nll"],
+    ids=["hvp-v-size", "hvp-v-shape", "hvp-loss", "hessian-diag-loss", "fisher-diag-nll", "hvp-int", "hessian-diag-int", "fisher-diag-int"],
 )
 def test_errors_name_the_argument(call, message):
     with pytest.raises(ValueError, match=message):
