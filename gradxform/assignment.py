@@ -23,6 +23,11 @@ def _check(name: str, cost_matrix: jax.typing.ArrayLike) -> jax.Array:
     cost_matrix = jnp.asarray(cost_matrix)
     if cost_matrix.ndim != 2:
         raise ValueError(_NOT_A_MATRIX.format(name=name, shape=cost_matrix.shape))
+    if jnp.iscomplexobj(cost_matrix):
+        raise ValueError(
+            f"{name}: cost_matrix must be real (complex costs have no order, so no least total), "
+            f"got dtype {cost_matrix.dtype}."
+        )
     return cost_matrix
 
 
@@ -130,7 +135,7 @@ def hungarian_algorithm(cost_matrix: jax.typing.ArrayLike) -> tuple[jax.Array, j
       column, when ``n > m``) in descending order.
 
     Raises:
-      ValueError: if ``cost_matrix`` is not 2-D.
+      ValueError: if ``cost_matrix`` is not 2-D or is complex.
 
     References:
       Kuhn, `The Hungarian method for the assignment problem
@@ -164,7 +169,7 @@ def base_hungarian_algorithm(cost_matrix: jax.typing.ArrayLike) -> tuple[jax.Arr
       assigned column ``j[k]``, and the total cost is ``cost_matrix[i, j].sum()``.
 
     Raises:
-      ValueError: if ``cost_matrix`` is not 2-D.
+      ValueError: if ``cost_matrix`` is not 2-D or is complex.
 
     References:
       Kuhn, `The Hungarian method for the assignment problem

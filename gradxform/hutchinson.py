@@ -43,8 +43,8 @@ def hutchinson_estimator_diag_hessian(random_seed: jax.Array | int | None = None
     """Replaces the updates with ``z * (H z)``, an unbiased estimate of ``diag(H)``.
 
     ``H`` is the Hessian of the objective ``obj_fn`` at ``params`` (both given to
-    ``update``) and ``z`` has independent Rademacher entries (+-1, drawn as float32 and
-    cast to the parameters' lowest-precision dtype): ``E[z * (H z)] = diag(H)``. ``H z`` is
+    ``update``) and ``z`` has independent Rademacher entries (+-1, drawn as float32, as in
+    Optax, and cast to each parameter's dtype): ``E[z * (H z)] = diag(H)``. ``H z`` is
     one forward-over-reverse product, about the cost of two gradients. The incoming updates
     are ignored. One draw is noisy; AdaHessian and Sophia average it over steps with an
     exponential moving average.
@@ -107,7 +107,9 @@ def hutchinson_estimator_diag_hessian(random_seed: jax.Array | int | None = None
             raise ValueError(_NO_OBJECTIVE)
         key, draw = jax.random.split(state.key)
         signs = _tree.random_like(draw, params, jax.random.rademacher, dtype="float32")
-        signs = _tree.cast(signs, _tree.dtype(params, "lowest"))
+        # Each leaf's own dtype, not the tree's lowest (Optax's choice): jax.jvp needs a
+        # tangent of its primal's dtype, so a single dtype fails on mixed-precision params.
+        signs = _tree.cast_like(signs, params)
         h_z = jax.jvp(jax.grad(objective), (params,), (signs,))[1]
         return jax.tree.map(lambda h, z: h * z, h_z, signs), HutchinsonState(key)
 

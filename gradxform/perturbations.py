@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from gradxform import tree as _tree
+from gradxform.core import POSITIVE, check_number, path_str
+
 
 class Normal:
     """The standard normal distribution, as noise for `make_perturbed_fun`.
@@ -156,7 +158,10 @@ def make_perturbed_fun(
       A function ``(key, x) -> output`` shaped like ``fun``'s output.
 
     Raises:
-      ValueError: if ``num_samples`` is not a positive integer.
+      ValueError: if ``fun`` is not callable, ``num_samples`` is not a positive integer,
+        a scalar ``sigma`` is not a finite number > 0 (traced ones pass unchecked), or
+        ``noise`` lacks ``sample`` and ``log_prob``; when called, if a leaf of ``x`` is not
+        floating point.
 
     References:
       Berthet, Blondel, Teboul, Cuturi, Vert & Bach, `Learning with Differentiable
@@ -174,6 +179,18 @@ def make_perturbed_fun(
     """
     if isinstance(num_samples, bool) or not hasattr(num_samples, "__index__") or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got num_samples={num_samples!r}")
+    if not callable(fun):
+        raise ValueError(
+            f"make_perturbed_fun: fun must be a function from a pytree to a pytree, got "
+            f"{type(fun).__name__} fun={fun!r}."
+        )
+    if isinstance(sigma, str) or jnp.ndim(sigma) == 0:
+        check_number("make_perturbed_fun", "sigma", sigma, POSITIVE)
+    if isinstance(noise, type) or not all(callable(getattr(noise, m, None)) for m in ("sample", "log_prob")):
+        raise ValueError(
+            "make_perturbed_fun: noise must have sample(key, sample_shape, dtype) and "
+            f"log_prob(inputs) methods, like gx.perturbations.Gumbel() (an instance), got noise={noise!r}."
+        )
 
     def one_sample(key: jax.Array, x: Any, baseline: Any) -> Any:
         z = _tree.random_like(key, x, sampler=noise.sample)
@@ -188,6 +205,12 @@ def make_perturbed_fun(
         return out
 
     def perturbed(key: jax.Array, x: Any) -> Any:
+        for path, leaf in jax.tree_util.tree_leaves_with_path(x):
+            if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+                raise ValueError(
+                    "make_perturbed_fun: x must have floating-point leaves (the noise is real and "
+                    f"continuous), but leaf '{path_str(path)}' is {jnp.result_type(leaf)}."
+                )
         baseline = fun(jax.lax.stop_gradient(x)) if use_baseline else None
         keys = jax.random.split(key, num_samples)
         outs = jax.vmap(one_sample, in_axes=(0, None, None))(keys, x, baseline)

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax import flatten_util
 
+from gradxform.core import path_str
+
 LossFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 _V_SIZE = (
@@ -38,6 +40,16 @@ def _check_loss(owner: str, name: str, fn: Any) -> None:
         )
 
 
+def _check_params(owner: str, params: Any) -> None:
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise ValueError(
+                f"{owner}: params must have floating-point leaves (derivatives are taken in them), "
+                f"but leaf '{path_str(path)}' is {dtype}."
+            )
+
+
 def hvp(loss: LossFn, v: jax.Array, params: Any, inputs: jax.Array, targets: jax.Array) -> Any:
     """The product ``H v`` of the Hessian of ``loss`` in ``params`` with a vector ``v``.
 
@@ -56,8 +68,8 @@ def hvp(loss: LossFn, v: jax.Array, params: Any, inputs: jax.Array, targets: jax
       ``H v`` as a pytree shaped like ``params`` (ravel it to compare with ``v``).
 
     Raises:
-      ValueError: if ``loss`` is not callable, or ``v`` does not have one entry per
-        parameter scalar.
+      ValueError: if ``loss`` is not callable, a leaf of ``params`` is not floating point,
+        or ``v`` does not have one entry per parameter scalar.
 
     References:
       Pearlmutter, "Fast Exact Multiplication by the Hessian", Neural Computation, 1994.
@@ -71,6 +83,7 @@ def hvp(loss: LossFn, v: jax.Array, params: Any, inputs: jax.Array, targets: jax
       [2.0, 8.0]
     """
     _check_loss("hvp", "loss", loss)
+    _check_params("hvp", params)
     flat, unravel = flatten_util.ravel_pytree(params)
     if jnp.ndim(v) != 1 or jnp.shape(v)[0] != flat.size:
         raise ValueError(_V_SIZE.format(want=flat.size, got=jnp.shape(v)))
@@ -94,7 +107,7 @@ def hessian_diag(loss: LossFn, params: Any, inputs: jax.Array, targets: jax.Arra
       A vector of ``ravel_pytree(params)[0].size`` entries.
 
     Raises:
-      ValueError: if ``loss`` is not callable.
+      ValueError: if ``loss`` is not callable or a leaf of ``params`` is not floating point.
 
     References:
       Pearlmutter, "Fast Exact Multiplication by the Hessian", Neural Computation, 1994.
@@ -107,6 +120,7 @@ def hessian_diag(loss: LossFn, params: Any, inputs: jax.Array, targets: jax.Arra
       [2.0, 8.0]
     """
     _check_loss("hessian_diag", "loss", loss)
+    _check_params("hessian_diag", params)
     n = _flat(params).size
 
     def entry(e: jax.Array) -> jax.Array:
@@ -134,7 +148,8 @@ def fisher_diag(
       A vector of ``ravel_pytree(params)[0].size`` non-negative entries.
 
     Raises:
-      ValueError: if ``negative_log_likelihood`` is not callable.
+      ValueError: if ``negative_log_likelihood`` is not callable or a leaf of ``params`` is
+        not floating point.
 
     References:
       Martens, "New Insights and Perspectives on the Natural Gradient Method", JMLR, 2020.
@@ -147,4 +162,5 @@ def fisher_diag(
       [1.0, 9.0]
     """
     _check_loss("fisher_diag", "negative_log_likelihood", negative_log_likelihood)
+    _check_params("fisher_diag", params)
     return jnp.square(_flat(jax.grad(negative_log_likelihood)(params, inputs, targets)))

@@ -77,3 +77,19 @@ def test_vmap_over_a_batch():
 def test_rejects_a_non_matrix(name, shape):
     with pytest.raises(ValueError, match=rf"{name} needs a 2-D cost matrix.*shape {re.escape(str(shape))}"):
         getattr(gx.assignment, name)(jnp.zeros(shape))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rejects_complex_costs_naming_them(name):
+    # Complex numbers have no order: there is no least total cost to find.
+    with pytest.raises(ValueError, match=rf"{name}: cost_matrix must be real.*complex64"):
+        getattr(gx.assignment, name)(jnp.asarray([[1 + 1j, 2.0], [3.0, 0.0]]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_infinite_costs_are_avoided_when_possible(name):
+    # Optax's base_hungarian_algorithm never returns on a row of infinite costs.
+    inf = jnp.inf
+    cost = jnp.asarray([[inf, inf], [1.0, 2.0], [0.0, 5.0]])
+    i, j = getattr(gx.assignment, name)(cost)
+    assert float(cost[i, j].sum()) == 2.0

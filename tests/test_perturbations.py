@@ -85,3 +85,33 @@ def test_pytree_input_and_output_match_optax():
 def test_rejects_a_bad_num_samples(num_samples):
     with pytest.raises(ValueError, match="num_samples must be a positive integer"):
         gx.perturbations.make_perturbed_fun(_soft_argmax_like, num_samples=num_samples)
+
+
+def _argmax(x):
+    return jax.nn.one_hot(jnp.argmax(x), x.shape[-1])
+
+
+BAD_ARGUMENTS = [
+    ("sigma-zero", dict(sigma=0.0), "sigma must be > 0"),  # z = (y - x) / 0: NaN everywhere
+    ("sigma-negative", dict(sigma=-0.5), "sigma must be > 0"),
+    ("sigma-string", dict(sigma="0.1"), "sigma must be a real number"),
+    ("noise-name", dict(noise="gumbel"), "noise must have sample"),
+    ("noise-class", dict(noise=gx.perturbations.Normal), "noise must have sample"),
+]
+
+
+@pytest.mark.parametrize("kwargs,match", [c[1:] for c in BAD_ARGUMENTS], ids=[c[0] for c in BAD_ARGUMENTS])
+def test_rejects_bad_arguments_naming_them(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        gx.perturbations.make_perturbed_fun(_argmax, 10, **kwargs)
+
+
+def test_rejects_a_fun_that_is_not_callable():
+    with pytest.raises(ValueError, match="fun must be a function"):
+        gx.perturbations.make_perturbed_fun(jnp.ones(3))
+
+
+def test_names_an_integer_leaf_of_the_input():
+    smooth = gx.perturbations.make_perturbed_fun(lambda t: t["w"] * 1.0, 10)
+    with pytest.raises(ValueError, match=r"x must have floating-point leaves.*'w'.*int32"):
+        smooth(jax.random.key(0), {"w": jnp.asarray([1, 2, 3])})

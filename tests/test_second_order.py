@@ -87,6 +87,9 @@ def test_namespace_mirrors_optax_second_order():
         assert ours == theirs, name
 
 
+INT_PARAMS = jax.tree.map(lambda p: p.astype(jnp.int32), PARAMS)
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -95,8 +98,12 @@ def test_namespace_mirrors_optax_second_order():
         (lambda: gx.second_order.hvp(None, V, PARAMS, INPUTS, TARGETS), "loss must be a function"),
         (lambda: gx.second_order.hessian_diag(1.0, PARAMS, INPUTS, TARGETS), "loss must be a function"),
         (lambda: gx.second_order.fisher_diag("nll", PARAMS, INPUTS, TARGETS), "negative_log_likelihood must be"),
+        # Integer parameters have no derivative: JAX's own error speaks of float0 tangents.
+        (lambda: gx.second_order.hvp(loss, V, INT_PARAMS, INPUTS, TARGETS), r"hvp: params.*'b'.*int32"),
+        (lambda: gx.second_order.hessian_diag(loss, INT_PARAMS, INPUTS, TARGETS), r"hessian_diag: params.*int32"),
+        (lambda: gx.second_order.fisher_diag(loss, INT_PARAMS, INPUTS, TARGETS), r"fisher_diag: params.*int32"),
     ],
-    ids=["hvp-v-size", "hvp-v-shape", "hvp-loss", "hessian-diag-loss", "fisher-diag-nll"],
+    ids=["hvp-v-size", "hvp-v-shape", "hvp-loss", "hessian-diag-loss", "fisher-diag-nll", "hvp-int", "hessian-diag-int", "fisher-diag-int"],
 )
 def test_errors_name_the_argument(call, message):
     with pytest.raises(ValueError, match=message):
@@ -163,3 +170,19 @@ def test_hutchinson_takes_a_typed_key_and_averages_to_the_diagonal():
 def test_hutchinson_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_hutchinson_works_on_mixed_precision_parameters():
+    # Optax casts every sign to the lowest dtype of the tree, and jax.jvp then refuses the
+    # float32 leaves' bfloat16 tangents. Each sign must take its own leaf's dtype.
+    params = {"a": jnp.asarray([1.0, 2.0], jnp.bfloat16), "b": jnp.asarray([0.5, -1.5])}
+
+    def cubic(p):
+        return jnp.sum(p["a"].astype(jnp.float32) ** 3) + jnp.sum(p["b"] ** 3)
+
+    tx = gx.hutchinson_estimator_diag_hessian(0)
+    out, _ = tx.update(params, tx.init(params), params, obj_fn=cubic)
+    assert out["a"].dtype == jnp.bfloat16 and out["b"].dtype == jnp.float32
+    # The Hessian is diagonal (6 p), so one draw is exact.
+    np.testing.assert_allclose(np.asarray(out["a"], np.float32), [6.0, 12.0])
+    np.testing.assert_allclose(out["b"], [3.0, -9.0])

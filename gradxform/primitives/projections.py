@@ -29,12 +29,14 @@ def project_box(x: jax.Array, lower: Any = -jnp.inf, upper: Any = jnp.inf) -> ja
     """Projects onto ``{w : lower <= w <= upper}`` (entrywise clipping).
 
     Args:
-      x: a real array.
+      x: a real array; integer and boolean arrays keep their dtype.
       lower: lower bound, a scalar or an array broadcastable to ``x``.
       upper: upper bound, likewise; ``lower <= upper``.
 
     Returns:
-      ``x`` clipped into the box.
+      ``x`` clipped into the box. For an integer or boolean ``x`` the bounds are first
+      rounded inwards (``ceil(lower)``, ``floor(upper)``) and limited to the dtype's range,
+      so the result is the nearest point of the box that the dtype can hold.
 
     References:
       Parikh & Boyd, "Proximal Algorithms", Foundations and Trends in Optimization, 2014,
@@ -45,7 +47,13 @@ def project_box(x: jax.Array, lower: Any = -jnp.inf, upper: Any = jnp.inf) -> ja
       >>> gx.project_box(jnp.array([-2.0, 0.5, 3.0]), 0.0, 1.0).tolist()
       [0.0, 0.5, 1.0]
     """
-    return jnp.clip(x, jnp.asarray(lower, x.dtype), jnp.asarray(upper, x.dtype))
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        # Cast as they are, fractional bounds would truncate towards zero (lower=0.5 gives 0,
+        # outside the box), and negative ones wrap in unsigned dtypes or become True in bool.
+        smallest, largest = (0, 1) if x.dtype == bool else (jnp.iinfo(x.dtype).min, jnp.iinfo(x.dtype).max)
+        lower = jnp.clip(jnp.ceil(jnp.asarray(lower, float)), smallest, largest)
+        upper = jnp.clip(jnp.floor(jnp.asarray(upper, float)), smallest, largest)
+    return jnp.clip(x, jnp.asarray(lower).astype(x.dtype), jnp.asarray(upper).astype(x.dtype))
 
 
 def project_non_negative(x: jax.Array) -> jax.Array:
@@ -66,7 +74,7 @@ def project_non_negative(x: jax.Array) -> jax.Array:
       >>> gx.project_non_negative(jnp.array([-2.0, 0.5])).tolist()
       [0.0, 0.5]
     """
-    return jnp.maximum(x, jnp.zeros_like(x))
+    return jax.nn.relu(x)
 
 
 def project_l2_ball(x: jax.Array, radius: Any = 1.0) -> jax.Array:
@@ -103,6 +111,13 @@ def _simplex_threshold(v: jax.Array, total: jax.Array) -> jax.Array:
     return (cumulative[rho] - total) / (rho + 1).astype(v.dtype)
 
 
+def _positive_part(excess: jax.Array) -> jax.Array:
+    # relu, not maximum(excess, 0): an entry exactly at the threshold lies on a face of the
+    # set, and its derivative must be that face's (0), not maximum's half-and-half split,
+    # which would let a tangent change the output's sum.
+    return jax.nn.relu(excess)
+
+
 def project_simplex(x: jax.Array, total: Any = 1.0) -> jax.Array:
     """Projects onto the simplex ``{w : w >= 0, sum(w) = total}`` (all entries of the array).
 
@@ -124,7 +139,7 @@ def project_simplex(x: jax.Array, total: Any = 1.0) -> jax.Array:
     """
     flat = jnp.ravel(x)
     theta = _simplex_threshold(flat, jnp.asarray(total, x.dtype))
-    return jnp.maximum(x - theta, jnp.zeros_like(x))
+    return _positive_part(x - theta)
 
 
 def project_l1_ball(x: jax.Array, radius: Any = 1.0) -> jax.Array:
@@ -148,7 +163,7 @@ def project_l1_ball(x: jax.Array, radius: Any = 1.0) -> jax.Array:
     r = jnp.asarray(radius, x.dtype)
     mag = jnp.abs(x)
     theta = _simplex_threshold(jnp.ravel(mag), r)
-    shrunk = jnp.sign(x) * jnp.maximum(mag - theta, jnp.zeros_like(x))
+    shrunk = jnp.sign(x) * _positive_part(mag - theta)
     return jnp.where(jnp.sum(mag) > r, shrunk, x)
 
 

@@ -172,3 +172,46 @@ def test_optax_silently_returns_nonsense_for_a_negative_radius():
     """Why the checks above exist: Optax flips the sign of the tree for scale=-1."""
     out = optax.projections.projection_l2_ball(X, -1.0)
     assert float(out["v"][0]) * float(X["v"][0]) < 0
+
+
+# Points on a face of the set: an entry lands exactly on the threshold, where the projection
+# has a kink. The derivative must be the one of the face the point lies on (Optax's): the
+# output's sum is constant on the simplex, so no tangent may change it.
+ON_A_FACE = {
+    "on-the-simplex": jnp.asarray([0.3, 0.7, 0.0]),
+    "tie-at-threshold": jnp.asarray([2.0, 1.0, 1.0, 0.0]),
+    "tree": {"a": jnp.asarray([0.5, -2.0, 3.0]), "b": jnp.asarray(1.5)},
+}
+
+
+@pytest.mark.parametrize("point", ON_A_FACE.values(), ids=list(ON_A_FACE))
+@pytest.mark.parametrize("name", ["projection_simplex", "projection_l1_sphere", "projection_non_negative"])
+def test_derivative_at_a_kink_matches_optax(name, point):
+    args = () if name == "projection_non_negative" else (1.5 if isinstance(point, dict) else 1.0,)
+    ours = jax.jacobian(lambda t: getattr(gx.projections, name)(t, *args))(point)
+    theirs = jax.jacobian(lambda t: getattr(optax.projections, name)(t, *args))(point)
+    _close(ours, theirs)
+
+
+def test_simplex_output_sum_has_zero_gradient_on_a_face():
+    grad = jax.grad(lambda t: gx.tree.sum(gx.projections.projection_simplex(t, 1.5)))(ON_A_FACE["tree"])
+    for g in jax.tree.leaves(grad):
+        np.testing.assert_array_equal(np.asarray(g), 0.0)
+
+
+BOX_ON_INTEGERS = [
+    ("int32-fractional-bounds", jnp.asarray([0, 1, 5], jnp.int32), 0.5, 2.5),
+    ("uint8-negative-lower", jnp.asarray([0, 1, 5], jnp.uint8), -1, 2),
+    ("bool-around-both", jnp.asarray([True, False]), -1.0, 1.0),
+    ("bool-fractional-upper", jnp.asarray([True, False]), 0.0, 0.5),
+]
+
+
+@pytest.mark.parametrize("x,lower,upper", [c[1:] for c in BOX_ON_INTEGERS], ids=[c[0] for c in BOX_ON_INTEGERS])
+def test_box_on_integer_leaves_stays_in_the_box(x, lower, upper):
+    out = gx.projections.projection_box(x, lower, upper)
+    assert out.dtype == x.dtype
+    values = np.asarray(out, np.float64)
+    assert np.all(values >= lower) and np.all(values <= upper), out
+    # The nearest point of the box among the leaf's dtype's values.
+    np.testing.assert_array_equal(values, np.clip(np.asarray(x, np.float64), np.ceil(lower), np.floor(upper)))
