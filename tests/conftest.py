@@ -20,3 +20,18 @@ os.environ.setdefault(
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, str(Path(__file__).parent))
 
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Exempts the session's objects from the garbage collections that run after it.
+
+    Once a pytest-xdist worker reports that it has finished, execnet gives it 5 s to return
+    and then sends it a SIGINT. pytest collects garbage again while unconfiguring, and a full
+    collection walks every object the session made (gigabytes of traced and compiled
+    programs): on a loaded 2-core machine that took longer, and the interrupt surfaced as a
+    KeyboardInterrupt warning from JAX's collection callback at the end of ``make test``.
+    Frozen objects are skipped by those collections; nothing runs after them.
+    """
+    import gc
+
+    gc.freeze()
