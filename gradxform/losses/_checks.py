@@ -86,6 +86,13 @@ def _normalize_axis(axis: int, ndim: int) -> int:
     return axis % ndim
 
 
+def _class_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
+    """``axis`` (an int, a tuple of ints, or ``None`` for every axis) as non-negative axes of
+    logits with ``ndim`` dimensions, in the order given."""
+    axes = tuple(range(ndim)) if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(_normalize_axis(a, ndim) for a in axes)
+
+
 def _mask(where: ArrayLike | None) -> jax.Array | None:
     """``where`` as an array, refused unless it is a boolean mask."""
     if where is None:
@@ -105,8 +112,7 @@ def _expand_where(where: ArrayLike | None, logits: jax.Array, axis: Axis) -> jax
     where = _mask(where)
     if where is None:
         return None
-    axes = (axis,) if isinstance(axis, int) else tuple(range(logits.ndim)) if axis is None else tuple(axis)
-    classes = tuple(sorted({_normalize_axis(a, logits.ndim) for a in axes}))
+    classes = tuple(sorted(set(_class_axes(axis, logits.ndim))))
     batch_shape = tuple(n for i, n in enumerate(logits.shape) if i not in classes)
     target = batch_shape if where.ndim != logits.ndim else logits.shape
     try:

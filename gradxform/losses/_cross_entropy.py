@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import jax.scipy.special
 from jax.typing import ArrayLike
 
-from gradxform.losses._checks import _NOT_INTEGER, Axis, _check_label_shape, _expand_where, _fits, _floating, _normalize_axis
+from gradxform.losses._checks import _NOT_INTEGER, Axis, _check_label_shape, _class_axes, _expand_where, _fits, _floating
 
 
 def sigmoid_binary_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
@@ -228,8 +228,7 @@ def softmax_cross_entropy_with_integer_labels(
         raise TypeError(_NOT_INTEGER.format(name="labels", dtype=labels.dtype))
     if isinstance(axis, bool) or not isinstance(axis, (int, tuple)):
         raise ValueError(f"axis must be an int or a tuple of ints, got axis={axis!r}.")
-    class_axes = (axis,) if isinstance(axis, int) else axis
-    class_axes = tuple(_normalize_axis(a, logits.ndim) for a in class_axes)
+    class_axes = _class_axes(axis, logits.ndim)
     batch_axes = tuple(a for a in range(logits.ndim) if a not in class_axes)
     batch_shape = tuple(logits.shape[a] for a in batch_axes)
     _check_label_shape(labels, logits.shape, batch_shape)
