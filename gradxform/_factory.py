@@ -579,8 +579,7 @@ def hyperparams(state: Any, *, schedule_args: bool = False) -> dict[str, jax.Arr
     out = {}
     for key, (_, path, n, sched) in _keys(_collect(state), schedule_args).items():
         st = _find(state, path)
-        value = st.schedule_args[sched[0]][sched[1]] if sched else st.hyperparams[n]
-        out[key] = jax.tree.leaves(value)[0]  # the array inside an nnx OptArray
+        out[key] = _bare(st.schedule_args[sched[0]][sched[1]] if sched else st.hyperparams[n])
     return out
 
 
@@ -688,7 +687,7 @@ def _check_schedule_change(st: HyperparamsState, arg: str, new_args: dict[str, t
     there is. The changed schedule is kept, so that it is found by the next change."""
     from gradxform.schedules._util import checked
 
-    current = {k: jax.tree.leaves(v)[0] for k, v in st.schedule_args[arg].items()}  # nnx OptArray
+    current = {k: _bare(v) for k, v in st.schedule_args[arg].items()}
     if any(is_tracer(v) for v in current.values()):
         return
     now = {k: float(v) for k, v in current.items()}
@@ -761,6 +760,12 @@ def _replace(node: Any, changes: dict, path: tuple[tuple[str, str], ...] = ()) -
 def _like(old: Any, value: jax.Array) -> Any:
     """``value`` in the pytree wrapper ``old`` is in (an nnx ``OptArray``), or bare."""
     return jax.tree.unflatten(jax.tree.structure(old), [value])
+
+
+def _bare(value: Any) -> jax.Array:
+    """The array inside a state's scalar: ``value`` itself, or the one an nnx ``OptArray``
+    wraps (the inverse of `_like`)."""
+    return jax.tree.leaves(value)[0]
 
 
 __all__ = ["transformation", "HyperparamsState", "hyperparams", "set_hyperparams", "REGISTRY", "path_str"]
